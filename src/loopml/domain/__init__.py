@@ -1,0 +1,1 @@
+"""Domain: plain dataclasses and enums for loopml's objects; no I/O."""

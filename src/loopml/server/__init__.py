@@ -1,0 +1,1 @@
+"""The loopml REST server (FastAPI): tracking now; registry, deployments and auth later."""

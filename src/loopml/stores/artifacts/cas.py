@@ -1,0 +1,279 @@
+"""The content-addressed object store: hashing, de-duplication and integrity, once, over any backend."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from loopml.errors import CorruptObjectError, InvalidParameterError, ObjectNotFoundError
+from loopml.stores.artifacts.backends import ByteBackend, LocalBackend
+from loopml.stores.artifacts.hashing import (
+    CHUNK_SIZE,
+    digest_from_key,
+    hash_bytes,
+    hash_file,
+    is_digest,
+    new_hasher,
+    object_key,
+)
+
+LinkMode = Literal["copy", "hardlink", "reflink", "auto"]
+LINK_MODES: tuple[str, ...] = ("copy", "hardlink", "reflink", "auto")
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A stored object: its BLAKE3 hex digest and size in bytes."""
+
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCheck:
+    digest: str
+    status: Literal["ok", "corrupt", "missing"]
+    actual: str | None = None
+
+
+def _check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise InvalidParameterError("digest", "the artifact store", "a 64-character BLAKE3 hex digest", digest)
+    return digest
+
+
+def try_reflink(src: Path, dest: Path) -> bool:
+    """Copy-on-write clone where the filesystem supports it (btrfs, xfs); False otherwise."""
+    try:
+        import fcntl
+
+        ficlone = 0x40049409
+        with src.open("rb") as s, dest.open("wb") as d:
+            fcntl.ioctl(d.fileno(), ficlone, s.fileno())
+        return True
+    except (OSError, ImportError):
+        with contextlib.suppress(OSError):
+            dest.unlink()
+        return False
+
+
+class ContentStore:
+    """Objects named by the BLAKE3 hash of their bytes.
+
+    Storing the same bytes twice stores them once. Every write lands under its
+    final name atomically, so a killed writer leaves at most a temporary file.
+    """
+
+    def __init__(self, backend: ByteBackend, staging_dir: Path | None = None) -> None:
+        self.backend = backend
+        self._staging_dir = staging_dir
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.backend, LocalBackend)
+
+    def ensure(self) -> None:
+        """Create the store's location if needed; raise ArtifactStoreError naming it if impossible."""
+        ensure = getattr(self.backend, "ensure", None)
+        if ensure is not None:
+            ensure()
+
+    # -- writing ---------------------------------------------------------------
+
+    def put_bytes(self, data: bytes) -> ObjectRef:
+        digest = hash_bytes(data)
+        key = object_key(digest)
+        if not self.backend.exists(key):
+            self.backend.put_chunks(key, [data])
+        return ObjectRef(digest, len(data))
+
+    def put_file(self, path: str | os.PathLike[str], *, digest: str | None = None) -> ObjectRef:
+        """Store a file; ``digest`` may be passed when already known (e.g. from a state cache).
+
+        On a local store the bytes are hashed while they are copied, so the name
+        always matches the bytes written even if the source changes meanwhile.
+        """
+        src = Path(path)
+        try:
+            size = src.stat().st_size
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"Cannot store {str(src)!r}: no such file.") from exc
+        if digest is not None and self.backend.exists(object_key(_check_digest(digest))):
+            return ObjectRef(digest, size)
+        if isinstance(self.backend, LocalBackend):
+            return self._put_local(src, size)
+        digest = digest or hash_file(src, size)
+        key = object_key(digest)
+        if not self.backend.exists(key):
+            self.backend.put_file(key, src)
+        return ObjectRef(digest, size)
+
+    def _put_local(self, src: Path, size: int) -> ObjectRef:
+        backend = self.backend
+        assert isinstance(backend, LocalBackend)
+        tmp = backend.tmp_path()
+        hasher = new_hasher(size)
+        written = 0
+        try:
+            with src.open("rb") as fin, tmp.open("wb") as fout:
+                while chunk := fin.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+                    fout.write(chunk)
+                    written += len(chunk)
+            digest = hasher.hexdigest()
+            key = object_key(digest)
+            if backend.exists(key):
+                tmp.unlink()
+            else:
+                backend.commit_tmp(tmp, key)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return ObjectRef(digest, written)
+
+    def put_stream(self, chunks: Iterable[bytes]) -> ObjectRef:
+        """Store a stream whose hash is not known in advance, never holding it whole in memory."""
+        if isinstance(self.backend, LocalBackend):
+            tmp = self.backend.tmp_path()
+        else:
+            fd, name = tempfile.mkstemp(prefix="loopml-", suffix=".part", dir=self._staging_dir)
+            os.close(fd)
+            tmp = Path(name)
+        hasher = new_hasher()
+        size = 0
+        try:
+            with tmp.open("wb") as fout:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    fout.write(chunk)
+                    size += len(chunk)
+            digest = hasher.hexdigest()
+            key = object_key(digest)
+            if self.backend.exists(key):
+                tmp.unlink()
+            elif isinstance(self.backend, LocalBackend):
+                self.backend.commit_tmp(tmp, key)
+            else:
+                self.backend.put_file(key, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ObjectRef(digest, size)
+
+    # -- reading ---------------------------------------------------------------
+
+    def has(self, digest: str) -> bool:
+        return self.backend.exists(object_key(_check_digest(digest)))
+
+    def missing(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` are not stored (one batched check)."""
+        keys = {object_key(_check_digest(d)): d for d in digests}
+        present = self.backend.exists_many(list(keys))
+        return {d for k, d in keys.items() if k not in present}
+
+    def open(self, digest: str) -> IO[bytes]:
+        return self.backend.open_read(object_key(_check_digest(digest)))
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.open(digest) as fh:
+            return fh.read()
+
+    def size(self, digest: str) -> int:
+        return self.backend.size(object_key(_check_digest(digest)))
+
+    def local_path(self, digest: str) -> Path | None:
+        return self.backend.local_path(object_key(_check_digest(digest)))
+
+    def export(self, digest: str, dest: str | os.PathLike[str], *, link: LinkMode = "copy") -> str:
+        """Write an object to ``dest``; returns the link mode actually used.
+
+        ``auto`` tries reflink, then copy: a hardlink would let an edit of the
+        checked-out file corrupt the store, so it is used only when asked for.
+        """
+        if link not in LINK_MODES:
+            raise InvalidParameterError("link", "export", f"one of {LINK_MODES}", link)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = self.local_path(digest)
+        if src is not None and not src.exists():
+            raise ObjectNotFoundError(
+                f"Object {digest} is missing from the artifact store {self.url!r}.",
+                hint="Pull it from a remote or run `loopml doctor --verify`.",
+            )
+        tmp = dest.with_name(f".{dest.name}.loopml.part")
+        tmp.unlink(missing_ok=True)
+        try:
+            if src is not None and link in ("reflink", "auto") and try_reflink(src, tmp):
+                os.replace(tmp, dest)
+                return "reflink"
+            if src is not None and link == "hardlink":
+                try:
+                    os.link(src, tmp)
+                    os.replace(tmp, dest)
+                    return "hardlink"
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+            if src is not None:
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dest)
+            else:
+                self.backend.get_file(object_key(digest), dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return "copy"
+
+    # -- integrity and maintenance ---------------------------------------------
+
+    def iter_objects(self) -> Iterator[ObjectRef]:
+        for key, size in self.backend.iter_keys():
+            digest = digest_from_key(key)
+            if digest is not None:
+                yield ObjectRef(digest, size)
+
+    def verify(self, digest: str) -> ObjectCheck:
+        """Rehash one object, streaming; reports ok, corrupt (with the actual hash) or missing."""
+        _check_digest(digest)
+        path = self.local_path(digest)
+        try:
+            if path is not None:
+                actual = hash_file(path)
+            else:
+                hasher = new_hasher()
+                with self.open(digest) as fh:
+                    while chunk := fh.read(CHUNK_SIZE):
+                        hasher.update(chunk)
+                actual = hasher.hexdigest()
+        except (FileNotFoundError, ObjectNotFoundError):
+            return ObjectCheck(digest, "missing")
+        return ObjectCheck(digest, "ok" if actual == digest else "corrupt", actual)
+
+    def verify_or_raise(self, digest: str) -> None:
+        check = self.verify(digest)
+        if check.status == "missing":
+            raise ObjectNotFoundError(f"Object {digest} is missing from the artifact store {self.url!r}.")
+        if check.status == "corrupt":
+            raise CorruptObjectError(
+                f"Object {digest} in {self.url!r} is corrupt: its bytes hash to {check.actual}.",
+                hint="Restore it from a remote (loopml data pull) or delete it and re-add the data.",
+            )
+
+    def delete(self, digest: str) -> None:
+        self.backend.delete(object_key(_check_digest(digest)))
+
+
+def open_content_store(url: str, storage_options: dict[str, object] | None = None) -> ContentStore:
+    from loopml.stores.artifacts.backends import open_backend
+
+    return ContentStore(open_backend(url, dict(storage_options or {})))

@@ -1,0 +1,1 @@
+"""The metadata store: SQLAlchemy over SQLite (default) or PostgreSQL, with Alembic migrations."""

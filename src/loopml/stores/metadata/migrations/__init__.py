@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata schema, run automatically and under a lock."""
