@@ -20,7 +20,10 @@ from loopml.settings import (
 
 if TYPE_CHECKING:
     from loopml.progress import Progress
+    from loopml.services.data import DataService
     from loopml.services.maintenance import DoctorReport
+    from loopml.services.pipelines import PipelineService
+    from loopml.services.tracking import TrackingService
     from loopml.stores.artifacts.cas import ContentStore
     from loopml.stores.metadata.database import Database
 
@@ -127,6 +130,26 @@ class Workspace:
             open_backend(self.settings.artifacts, self.settings.storage_options),
             staging_dir=self.settings.workspace_dir if self.settings.workspace_dir.is_dir() else None,
         )
+
+    # -- services (each part owns its service module; constructed on first use) ----------
+
+    @cached_property
+    def data(self) -> DataService:
+        from loopml.services.data import DataService
+
+        return DataService(self.db, self.objects, self.settings)
+
+    @cached_property
+    def tracking(self) -> TrackingService:
+        from loopml.services.tracking import TrackingService
+
+        return TrackingService(self.db, self.objects, self.settings)
+
+    @cached_property
+    def pipelines(self) -> PipelineService:
+        from loopml.services.pipelines import PipelineService
+
+        return PipelineService(self.db, self.objects, self.settings, tracking=self.tracking, data=self.data)
 
     # -- upkeep --------------------------------------------------------------------------
 
