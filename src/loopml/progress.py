@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 Advance = Callable[[int], None]
 
 
 class Progress(Protocol):
-    def task(self, description: str, total: int | None, *, unit: str = "items") -> AbstractTask: ...
+    """Gives a context manager per long task; inside, call ``advance(n)`` as work completes."""
+
+    def task(
+        self, description: str, total: int | None, *, unit: str = "items"
+    ) -> AbstractContextManager[Advance]: ...
 
 
-class AbstractTask(Protocol):
-    def __enter__(self) -> Advance: ...
-    def __exit__(self, *exc: object) -> None: ...
+def _ignore(n: int = 1) -> None:
+    return None
 
 
 class NullProgress:
@@ -27,7 +30,7 @@ class NullProgress:
 
     @contextmanager
     def task(self, description: str, total: int | None, *, unit: str = "items") -> Iterator[Advance]:
-        yield lambda n=1: None
+        yield _ignore
 
 
 class RichProgress:
@@ -35,16 +38,18 @@ class RichProgress:
 
     @contextmanager
     def task(self, description: str, total: int | None, *, unit: str = "items") -> Iterator[Advance]:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
             MofNCompleteColumn,
-            Progress as RichBar,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
-        from rich.console import Console
+        from rich.progress import (
+            Progress as RichBar,
+        )
 
         columns: list[object] = [TextColumn("{task.description}"), BarColumn()]
         if unit == "bytes":
@@ -54,7 +59,10 @@ class RichProgress:
         columns.append(TimeRemainingColumn())
         with RichBar(*columns, console=Console(stderr=True), transient=True) as bar:  # type: ignore[arg-type]
             task_id = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task_id, n)
+            def advance(n: int = 1) -> None:
+                bar.advance(task_id, n)
+
+            yield advance
 
 
 def auto_progress(quiet: bool = False) -> Progress:

@@ -57,7 +57,8 @@ class Settings:
         return {}
 
     def with_overrides(self, **values: str | None) -> Settings:
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        changes: dict[str, str] = {k: v for k, v in values.items() if v is not None}
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def default_values(root: Path) -> dict[str, str]:
@@ -138,7 +139,7 @@ def resolve_settings(root: Path, env: Mapping[str, str] | None = None) -> Settin
     if "://" in values["artifacts"] and not values["artifacts"].split("://", 1)[0]:
         raise ConfigError(f"The artifacts location {values['artifacts']!r} has an empty scheme.")
     actor = values.pop("actor", None) or env.get("USER") or "unknown"
-    return Settings(root=root, actor=actor, sources=sources, **values)  # type: ignore[arg-type]
+    return Settings(root=root, actor=actor, sources=sources, **values)
 
 
 def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:

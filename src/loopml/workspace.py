@@ -123,8 +123,8 @@ class Workspace:
 
     @cached_property
     def objects(self) -> ContentStore:
-        from loopml.stores.artifacts.cas import ContentStore
         from loopml.stores.artifacts.backends import open_backend
+        from loopml.stores.artifacts.cas import ContentStore
 
         return ContentStore(
             open_backend(self.settings.artifacts, self.settings.storage_options),

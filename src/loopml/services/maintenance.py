@@ -32,8 +32,9 @@ class DoctorReport:
 def check_workspace(
     db: Database, objects: ContentStore, *, verify: bool = False, progress: Progress | None = None
 ) -> DoctorReport:
+
     """Check the schema; with ``verify``, rehash every object and find referenced-but-missing ones."""
-    progress = progress or NullProgress()
+    reporter: Progress = progress if progress is not None else NullProgress()
     report = DoctorReport(schema_version=db.schema_version(), schema_head=head_revision())
     if isinstance(objects.backend, LocalBackend):
         report.stray_temp_files = objects.backend.count_temp_files()
@@ -41,7 +42,7 @@ def check_workspace(
         return report
     report.verified = True
     stored = list(objects.iter_objects())
-    with progress.task("Verifying objects", sum(o.size for o in stored), unit="bytes") as advance:
+    with reporter.task("Verifying objects", sum(o.size for o in stored), unit="bytes") as advance:
         for ref in stored:
             check = objects.verify(ref.digest)
             report.objects_checked += 1

@@ -293,7 +293,7 @@ class FsspecBackend(ByteBackend):
 
     def open_read(self, key: str) -> IO[bytes]:
         try:
-            return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
+            return self.fs.open(self._path(key), "rb")
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"No object {key!r} in the artifact store {self.url!r}.") from exc
         except Exception as exc:

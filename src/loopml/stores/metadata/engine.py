@@ -18,7 +18,7 @@ def display_url(url: str) -> str:
     """The URL with any password hidden."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
 
 
@@ -30,7 +30,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; raise ConfigError naming the URL if it is malformed."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(
             f"The database URL {url!r} is malformed: {exc}.",
             hint="Use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB.",
