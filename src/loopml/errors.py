@@ -109,3 +109,25 @@ class OptionalDependencyError(LoopmlError):
             f"{feature} needs the {package!r} package, which is not installed.",
             hint=f"Install it with: pip install 'loopml[{extra}]'",
         )
+
+
+class PipelineDefinitionError(LoopmlError):
+    """A pipeline or step is defined or called wrongly (cycle, bad params, missing function)."""
+
+    exit_code = 2
+
+
+class StepFailedError(LoopmlError):
+    """A pipeline step raised, timed out or returned an unstorable value; names the step."""
+
+    def __init__(self, step: str, message: str, *, hint: str | None = None) -> None:
+        self.step = step
+        super().__init__(message, hint=hint)
+
+
+class StepTimeoutError(StepFailedError):
+    """A pipeline step ran past its ``timeout=``."""
+
+
+class UnmaterializableError(StepFailedError):
+    """A step returned a value no materializer can store."""
