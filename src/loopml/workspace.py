@@ -149,7 +149,9 @@ class Workspace:
     def pipelines(self) -> PipelineService:
         from loopml.services.pipelines import PipelineService
 
-        return PipelineService(self.db, self.objects, self.settings, tracking=self.tracking, data=self.data)
+        # Passed as callables: the other parts load only when a run records to them or reads a dataset.
+        return PipelineService(self.db, self.objects, self.settings,
+                               tracking=lambda: self.tracking, data=lambda: self.data)
 
     # -- upkeep --------------------------------------------------------------------------
 
