@@ -1,0 +1,171 @@
+"""The one place the pipelines part calls the tracking and data parts.
+
+Both services are optional: when a part is not available (not installed in this build, or a
+test passes none) pipelines still run, and nothing is recorded there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("loopml.pipelines")
+
+ServiceSource = Any  # a service, a zero-argument callable returning one, or None
+
+
+def _resolve(source: ServiceSource) -> Any:
+    if source is None:
+        return None
+    if isinstance(source, types.FunctionType):
+        try:
+            return source()
+        except ImportError:
+            return None
+    return source
+
+
+class Lazy:
+    """A service fetched on first use; an ImportError (part not built yet) means 'not available'."""
+
+    def __init__(self, source: ServiceSource) -> None:
+        self._source = source
+        self._value: Any = None
+        self._done = False
+
+    def get(self) -> Any:
+        if not self._done:
+            self._value = _resolve(self._source)
+            self._done = True
+        return self._value
+
+
+class TrackingAdapter:
+    """Pipeline runs as tracking runs, step runs as nested runs."""
+
+    def __init__(self, source: ServiceSource) -> None:
+        self._lazy = Lazy(source)
+
+    @property
+    def service(self) -> Any:
+        return self._lazy.get()
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        svc = self.service
+        if svc is None:
+            return None
+        try:
+            return fn(svc)
+        except Exception as exc:  # tracking must never break a pipeline run
+            log.warning("tracking: could not %s: %s", what, exc)
+            return None
+
+    def start_pipeline(self, pipeline: str, run_id: str, params: dict[str, Any], target: str) -> str | None:
+        return self._call("start the pipeline run", lambda s: s.create_run(
+            f"pipeline:{pipeline}", name=f"{pipeline}-{run_id[-8:]}", params=_flat(params),
+            tags={"loopml.pipeline": pipeline, "loopml.pipeline_run": run_id, "loopml.target": target}))
+
+    def record_step(self, parent: str | None, pipeline: str, step: Any) -> str | None:
+        """One nested run per step run, already finished, with params, metrics, timings, output."""
+        if parent is None:
+            return None
+
+        def record(s: Any) -> str:
+            from loopml.domain.tracking import MetricPoint, RunStatus
+
+            run_id: str = s.create_run(
+                f"pipeline:{pipeline}", name=step.name, parent_id=parent, params=_flat(step.params),
+                tags={"loopml.step": step.name, "loopml.step_run": step.id, "loopml.status": str(step.status),
+                      "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
+                      "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or ""})
+            points = [MetricPoint(k, float(v), 0, step.ended or 0.0) for k, v in step.metrics.items()]
+            if step.duration is not None:
+                points.append(MetricPoint("duration_s", float(step.duration), 0, step.ended or 0.0))
+            if points:
+                s.log_batch(run_id, metrics=points)
+            for label, text in (("stdout", step.stdout), ("stderr", step.stderr)):
+                if text:
+                    with tempfile.TemporaryDirectory() as d:
+                        p = Path(d) / f"{label}.txt"
+                        p.write_text(text, encoding="utf-8")
+                        s.log_artifact(run_id, p, name=f"{label}.txt")
+            status = RunStatus.FAILED if step.status == "FAILED" else RunStatus.FINISHED
+            s.end_run(run_id, status=status, error=step.error)
+            return run_id
+
+        result = self._call(f"record step {step.name}", record)
+        return result if isinstance(result, str) else None
+
+    def use_dataset(self, run_id: str | None, ref: str) -> None:
+        if run_id:
+            self._call("record dataset use", lambda s: s.use_dataset(run_id, ref))
+
+    def end_pipeline(self, run_id: str | None, failed: bool, error: str | None) -> None:
+        if run_id is None:
+            return
+
+        def end(s: Any) -> None:
+            from loopml.domain.tracking import RunStatus
+
+            s.end_run(run_id, status=RunStatus.FAILED if failed else RunStatus.FINISHED, error=error)
+
+        self._call("end the pipeline run", end)
+
+
+class DataAdapter:
+    """Dataset versions as pipeline inputs, and polling for new versions (triggers)."""
+
+    def __init__(self, source: ServiceSource) -> None:
+        self._lazy = Lazy(source)
+
+    @property
+    def service(self) -> Any:
+        return self._lazy.get()
+
+    @property
+    def available(self) -> bool:
+        return self.service is not None
+
+    def _require(self) -> Any:
+        svc = self.service
+        if svc is None:
+            from loopml.errors import PipelineDefinitionError
+
+            raise PipelineDefinitionError(
+                "This pipeline reads a dataset, but the data part is not available in this workspace."
+            )
+        return svc
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """(version id, 'name@version') of a dataset reference."""
+        v = self._require().resolve(ref)
+        return str(v.id), f"{v.name}@{v.version}"
+
+    def latest_version_id(self, name: str) -> str | None:
+        svc = self.service
+        if svc is None:
+            return None
+        try:
+            return str(svc.resolve(name).id)
+        except Exception:
+            return None
+
+    def load_table(self, ref: str) -> Any:
+        return self._require().load_table(ref)
+
+    def record_use(self, version_id: str, consumer_type: str, consumer_id: str) -> None:
+        svc = self.service
+        if svc is not None:
+            with contextlib.suppress(Exception):
+                svc.record_use(version_id, consumer_type=consumer_type, consumer_id=consumer_id, role="input")
+
+
+def _flat(params: dict[str, Any]) -> dict[str, str]:
+    import json
+
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=repr) for k, v in params.items()}
