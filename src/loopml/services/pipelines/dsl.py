@@ -163,7 +163,7 @@ class Dag:
     def add_call(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepOutput:
         name = self._unique_name(step.name)
         try:
-            bound = step.signature.bind(*args, **kwargs)
+            bound = step.signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
             raise PipelineDefinitionError(
                 f"Step {name!r} is called with arguments that do not match its signature "

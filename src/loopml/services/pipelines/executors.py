@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -144,11 +143,8 @@ def execute_step(task: StepTask, objects: Any = None, value_cache: dict[str, Any
         kwargs = dict(task.params)
         for arg, (digest, mat) in task.inputs.items():
             kwargs[arg] = _load_input(objects, digest, mat, scratch, value_cache)
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out_buf), \
-                contextlib.redirect_stderr(err_buf):
-            warnings.simplefilter("default")
+        with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
             value = _call(func, kwargs, task.timeout, metrics)
-        outcome.warnings = [str(w.message) for w in caught]
     except _StepTimeout:
         outcome.error = f"step {task.step!r} did not finish within its timeout of {task.timeout:g} s"
         outcome.error_kind = "timeout"

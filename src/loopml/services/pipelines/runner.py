@@ -21,7 +21,7 @@ from loopml.services.pipelines.cache import cache_key, key_parts
 from loopml.services.pipelines.dsl import Dag, Node, Pipeline
 from loopml.services.pipelines.executors import Executor, StepOutcome, StepTask, execute_step
 from loopml.services.pipelines.integrations import DataAdapter, TrackingAdapter
-from loopml.services.pipelines.materializers import registry
+from loopml.services.pipelines.materializers import FallbackMaterializerWarning, registry
 
 InputRec = tuple[str, str, str | None, str | None]  # digest, materializer, source, dataset version id
 
@@ -136,7 +136,7 @@ class PipelineRunner:
                         running[self.executor.submit(r.task, step.resources)] = r
                         continue
                     for w in outcome.warnings:
-                        warnings.warn(w, UserWarning, stacklevel=2)
+                        warnings.warn(w, FallbackMaterializerWarning, stacklevel=2)
                     srun = StepRun(
                         id=new_id(), pipeline_run_id=run.id, name=r.node.name, func=r.node.func_ref,
                         status=StepStatus.FINISHED if outcome.ok else StepStatus.FAILED, cache_key=r.key,
@@ -152,7 +152,7 @@ class PipelineRunner:
                     if outcome.ok:
                         outputs[r.node.name] = (outcome.output_digest or "", outcome.materializer or "")
                     elif failure is None:
-                        failure = _failure(srun, outcome, step.retries)
+                        failure = _failure(srun, outcome, run.id)
         self._flush(run, batch)
         skipped = [StepRun(id=new_id(), pipeline_run_id=run.id, name=n, func=dag.nodes[n].func_ref,
                            status=StepStatus.SKIPPED, params=_jsonable(dag.nodes[n].params)) for n in pending]
@@ -258,15 +258,15 @@ class PipelineRunner:
         batch.clear()
 
 
-def _failure(srun: StepRun, outcome: StepOutcome, retries: int) -> StepFailedError:
+def _failure(srun: StepRun, outcome: StepOutcome, run_id: str) -> StepFailedError:
     tries = f" after {srun.attempts} attempts" if srun.attempts > 1 else ""
     parts = [f"Step {srun.name!r} failed{tries}:", (outcome.error or "").rstrip()]
     if outcome.stdout.strip():
         parts += ["--- its stdout ---", _tail(outcome.stdout).rstrip()]
     if outcome.stderr.strip():
         parts += ["--- its stderr ---", _tail(outcome.stderr).rstrip()]
-    message = "\n".join(parts)
-    hint = "Fix it, then `loopml pipeline resume RUN` reruns from this step."
+    message = "\n".join(parts) + "\n"
+    hint = f"Fix it, then `loopml pipeline resume {run_id[-8:]}` reruns from this step."
     if outcome.error_kind == "timeout":
         return StepTimeoutError(srun.name, message, hint=hint)
     if outcome.error_kind == "unmaterializable":
