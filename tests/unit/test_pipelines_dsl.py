@@ -171,3 +171,16 @@ def test_missing_step_argument_can_come_from_parameters() -> None:
         needs(1)
 
     assert p.trace({"needs.y": 2}).nodes["needs"].params == {"x": 1, "y": 2}
+
+
+def test_dask_executor_without_dask_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from loopml.errors import OptionalDependencyError
+    from loopml.services.pipelines.executors import make_executor
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'loopml\[dask\]'"):
+        make_executor("dask", None)
+    with pytest.raises(PipelineDefinitionError, match="Use inline, process or dask"):
+        make_executor("ray", None)

@@ -1,0 +1,96 @@
+"""Steps as Dask tasks on a real LocalCluster bound to 127.0.0.1, with declared resources."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopml.errors import PipelineDefinitionError
+from tests.integration.pipelines_helpers import write_module
+
+FLOW = """
+import os, time
+import loopml
+
+@loopml.step(cpus=1, memory="100M")
+def nap(i: int, secs: float = 1.0):
+    time.sleep(secs)
+    return {"i": i, "pid": os.getpid()}
+
+@loopml.step
+def collect(a, b, c, d):
+    return sorted({x["pid"] for x in (a, b, c, d)})
+
+@loopml.pipeline
+def par(secs: float = 1.0):
+    collect(*[nap(i, secs) for i in range(4)])
+
+@loopml.step(cpus=64)
+def greedy():
+    return 1
+
+@loopml.pipeline
+def too_big():
+    greedy()
+
+@loopml.step
+def listening():
+    import psutil
+    me = psutil.Process()
+    procs = [me, me.parent(), me.parent().parent()]
+    addrs = set()
+    for p in procs:
+        for c in p.net_connections(kind="inet"):
+            if c.status == psutil.CONN_LISTEN:
+                addrs.add(c.laddr.ip)
+    return {"pid": os.getpid(), "listen": sorted(addrs)}
+
+@loopml.pipeline
+def where():
+    listening()
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():  # type: ignore[no-untyped-def]
+    from distributed import LocalCluster
+
+    c = LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0", processes=True, n_workers=2,
+                     threads_per_worker=1, resources={"cpus": 1, "memory": 1e9}, silence_logs=40)
+    yield c
+    c.close()
+
+
+def test_independent_steps_run_in_parallel_on_the_cluster(workspace: Any, tmp_path: Path, cluster: Any) -> None:
+    mod = write_module(tmp_path / "proj", FLOW)
+    t = time.time()
+    run = workspace.pipelines.run(f"{mod}:par", executor="dask", scheduler=cluster.scheduler_address)
+    elapsed = time.time() - t
+    by = {s.name: s for s in run.steps}
+    assert run.status == "FINISHED" and len(run.steps) == 5
+    pids = __import__("json").loads(workspace.objects.read_bytes(by["collect"].output_digest))
+    assert len(pids) == 2  # both workers were used
+    # 4 one-second steps on 2 workers (cpus=1 each => one at a time per worker): about 2 s
+    assert 1.9 < elapsed < 2.0 + 2.0
+
+
+def test_a_step_asking_for_more_than_any_worker_offers_fails_before_running(
+    workspace: Any, tmp_path: Path, cluster: Any
+) -> None:
+    mod = write_module(tmp_path / "proj", FLOW)
+    with pytest.raises(PipelineDefinitionError, match="Step 'greedy' asks for resources"):
+        workspace.pipelines.run(f"{mod}:too_big", executor="dask", scheduler=cluster.scheduler_address)
+    assert workspace.pipelines.list_runs() == []
+
+
+def test_dask_alone_starts_a_local_cluster_on_loopback_only(workspace: Any, tmp_path: Path) -> None:
+    import os
+
+    mod = write_module(tmp_path / "proj", FLOW)
+    run = workspace.pipelines.run(f"{mod}:where", executor="dask")
+    out = __import__("json").loads(workspace.objects.read_bytes(run.steps[0].output_digest))
+    assert out["pid"] != os.getpid()
+    assert out["listen"] and set(out["listen"]) == {"127.0.0.1"}
