@@ -224,7 +224,11 @@ def scheduler_cmd(
 
     def report(result: tuple[str, str | None, str]) -> None:
         what, run_id, status = result
-        echo(f"{_when(__import__('time').time())}  {what}: run {run_id[-8:] if run_id else '-'} {status}")
+        import sys
+        import time
+
+        echo(f"{_when(time.time())}  {what}: run {run_id[-8:] if run_id else '-'} {status}")
+        sys.stdout.flush()
 
     if once:
         for result in ws.pipelines.tick(claimed_by=me):
