@@ -13,6 +13,7 @@ import pytest
 
 from loopml.domain.pipelines import StepStatus
 from loopml.errors import PipelineDefinitionError, StepFailedError, StepTimeoutError, UnmaterializableError
+from loopml.services.pipelines.cache import cache_key, key_parts
 from tests.integration.pipelines_helpers import write_module
 
 FLOW = """
@@ -331,3 +332,16 @@ def os_pid() -> int:
     import os
 
     return os.getpid()
+
+
+def _plain(p: object) -> object:
+    return p
+
+
+def test_a_path_parameter_puts_the_file_content_into_the_key(tmp_path: Path) -> None:
+    f = Path(tmp_path) / "data.csv"
+    f.write_text("a\n1\n")
+    one = cache_key(key_parts(_plain, params={"p": f}, inputs={}))  # type: ignore[arg-type]
+    assert one == cache_key(key_parts(_plain, params={"p": f}, inputs={}))  # type: ignore[arg-type]
+    f.write_text("a\n2\n")
+    assert one != cache_key(key_parts(_plain, params={"p": f}, inputs={}))  # type: ignore[arg-type]

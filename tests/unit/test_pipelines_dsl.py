@@ -184,3 +184,4 @@ def test_dask_executor_without_dask_gives_an_install_hint(monkeypatch: pytest.Mo
         make_executor("dask", None)
     with pytest.raises(PipelineDefinitionError, match="Use inline, process or dask"):
         make_executor("ray", None)
+

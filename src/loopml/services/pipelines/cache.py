@@ -157,12 +157,34 @@ def key_parts(
         "format": KEY_FORMAT,
         "source": own,
         "helpers": dict(helpers),
-        "params": {k: canonical_json(v) for k, v in sorted(params.items())},
+        "params": {k: _param_fingerprint(v) for k, v in sorted(params.items())},
         "inputs": {k: f"{d}:{m}" for k, (d, m) in sorted(inputs.items())},
         "materializers": mats,
         "packages": {k: v for k, v in sorted(packages.items()) if v is not None},
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
     }
+
+
+def _param_fingerprint(value: Any) -> str:
+    """Parameters as canonical JSON; a ``pathlib.Path`` to an existing file or directory adds its content hash."""
+    from pathlib import Path
+
+    if isinstance(value, Path) and value.exists():
+        return f"path:{value}:{path_content_hash(value)}"
+    return canonical_json(value)
+
+
+def path_content_hash(path: Any) -> str:
+    """BLAKE3 of a file, or of a directory's relative names and file hashes."""
+    from pathlib import Path
+
+    from loopml.stores.artifacts.hashing import hash_bytes, hash_file
+
+    p = Path(path)
+    if p.is_file():
+        return hash_file(p)
+    entries = [f"{f.relative_to(p).as_posix()}:{hash_file(f)}" for f in sorted(p.rglob("*")) if f.is_file()]
+    return hash_bytes("\n".join(entries).encode())
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:

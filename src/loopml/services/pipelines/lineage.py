@@ -130,11 +130,10 @@ def _walk_up(conn: Any, graph: LineageGraph, row: Any) -> None:
         for inp in conn.execute(select(pipeline_step_inputs).where(pipeline_step_inputs.c.step_run_id == r.id)):
             graph.add(_artifact_node(inp.digest, inp.materializer))
             graph.link(f"artifact:{inp.digest}", node.id, inp.arg)
-            producer = conn.execute(select(pipeline_step_runs).where(
+            producers = conn.execute(select(pipeline_step_runs).where(
                 pipeline_step_runs.c.pipeline_run_id == r.pipeline_run_id,
-                pipeline_step_runs.c.output_digest == inp.digest)).first()
-            if producer is not None:
-                stack.append(producer)
+                pipeline_step_runs.c.output_digest == inp.digest)).all()
+            stack.extend(producers)  # a step that passes its input through shares the digest
 
 
 def _walk_down(conn: Any, graph: LineageGraph, digest: str, exclude_run: str | None = None) -> None:

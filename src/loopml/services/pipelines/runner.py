@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from loopml.domain.ids import new_id
@@ -29,7 +29,7 @@ _OUTPUT_TAIL = 2000
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
+    return json.loads(json.dumps(value, default=lambda o: str(o) if isinstance(o, PurePath) else repr(o)))
 
 
 def _tail(text: str) -> str:
