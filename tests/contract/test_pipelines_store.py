@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.pipelines_helpers import write_module
 
 from loopml.errors import ConflictError, PipelineDefinitionError
 from loopml.services.pipelines import PipelineService
 from loopml.settings import Settings
 from loopml.stores.artifacts.cas import open_content_store
 from loopml.stores.metadata.database import Database
-from tests.integration.pipelines_helpers import write_module
 
 FLOW = """
 import loopml
@@ -102,7 +102,7 @@ def test_a_schedule_slot_runs_once_even_with_two_schedulers(service: PipelineSer
     now = s.created + 61
     other = PipelineService(service.db, service.objects, service.settings)  # a second scheduler (or a restart)
     results: list[Any] = []
-    threads = [threading.Thread(target=lambda svc=svc: results.extend(svc.tick(now, claimed_by=name)))
+    threads = [threading.Thread(target=lambda svc=svc, name=name: results.extend(svc.tick(now, claimed_by=name)))
                for svc, name in ((service, "a"), (other, "b"))]
     for t in threads:
         t.start()

@@ -59,7 +59,7 @@ def test_run_show_ls_graph_explain(project: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("CACHED") == 3
     run_id = loopml("pipeline", "ls", "--limit", "1", cwd=project).stdout
-    second = [line for line in run_id.splitlines() if "train" in line][0].split("│")[1].strip()
+    second = next(line for line in run_id.splitlines() if "train" in line).split("│")[1].strip()
     show = loopml("pipeline", "show", second, cwd=project).stdout
     assert "fit" in show and "CACHED" in show and "yes" in show
     assert "cached" in loopml("pipeline", "explain", second, "fit", cwd=project).stdout

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.pipelines_helpers import write_module
 
 from loopml.errors import PipelineDefinitionError
-from tests.integration.pipelines_helpers import write_module
 
 FLOW = """
 import os, time

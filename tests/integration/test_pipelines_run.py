@@ -10,11 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tests.integration.pipelines_helpers import write_module
 
 from loopml.domain.pipelines import StepStatus
-from loopml.errors import PipelineDefinitionError, StepFailedError, StepTimeoutError, UnmaterializableError
+from loopml.errors import (
+    PipelineDefinitionError,
+    StepFailedError,
+    StepTimeoutError,
+    UnmaterializableError,
+)
 from loopml.services.pipelines.cache import cache_key, key_parts
-from tests.integration.pipelines_helpers import write_module
 
 FLOW = """
 import loopml

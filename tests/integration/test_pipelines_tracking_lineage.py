@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.integration.pipelines_helpers import write_module
+
 from loopml.services.pipelines import PipelineService
 from loopml.services.pipelines.lineage import render_html, render_text
-from tests.integration.pipelines_helpers import write_module
 
 FLOW = """
 import loopml

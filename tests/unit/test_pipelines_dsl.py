@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from loopml.errors import PipelineDefinitionError
-from loopml.services.pipelines.cache import cache_key, code_fingerprint, explain_difference, key_parts
+from loopml.services.pipelines.cache import (
+    cache_key,
+    code_fingerprint,
+    explain_difference,
+    key_parts,
+)
 from loopml.services.pipelines.dsl import Dag, Node, parse_memory, pipeline, step
 
 
@@ -137,7 +142,7 @@ def _uses_v2(x: int) -> int:
 
 
 def test_cache_key_covers_helper_functions_and_params_and_inputs() -> None:
-    own, helpers, _ = code_fingerprint(_uses_v1)  # type: ignore[arg-type]
+    _own, helpers, _ = code_fingerprint(_uses_v1)  # type: ignore[arg-type]
     assert any("_helper_v1" in name for name, _ in helpers)
     base = key_parts(_uses_v1, params={"a": 1}, inputs={"x": ("d1", "json@1")})  # type: ignore[arg-type]
     assert cache_key(base) == cache_key(key_parts(_uses_v1, params={"a": 1},  # type: ignore[arg-type]

@@ -8,7 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loopml.services.pipelines.service import PipelineService, load_params_file, parse_param_pairs
+    from loopml.services.pipelines.service import (
+        PipelineService,
+        load_params_file,
+        parse_param_pairs,
+    )
 
 __all__ = ["PipelineService", "load_params_file", "parse_param_pairs"]
 

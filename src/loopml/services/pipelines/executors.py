@@ -141,8 +141,8 @@ def execute_step(task: StepTask, objects: Any = None, value_cache: dict[str, Any
     token = _metrics.set(metrics)
     try:
         kwargs = dict(task.params)
-        for arg, (digest, mat) in task.inputs.items():
-            kwargs[arg] = _load_input(objects, digest, mat, scratch, value_cache)
+        for arg, (digest, mat_name) in task.inputs.items():
+            kwargs[arg] = _load_input(objects, digest, mat_name, scratch, value_cache)
         with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
             value = _call(func, kwargs, task.timeout, metrics)
     except _StepTimeout:
@@ -311,7 +311,7 @@ class DaskExecutor(Executor):
 
     @property
     def address(self) -> str:
-        return str(self.client.scheduler.address)
+        return str(getattr(self.client.scheduler, "address", "?"))
 
     def check_resources(self, step: str, resources: dict[str, float]) -> None:
         if not resources:

@@ -9,7 +9,11 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from loopml.errors import NotFoundError
-from loopml.stores.metadata.schema.pipelines import pipeline_runs, pipeline_step_inputs, pipeline_step_runs
+from loopml.stores.metadata.schema.pipelines import (
+    pipeline_runs,
+    pipeline_step_inputs,
+    pipeline_step_runs,
+)
 
 MAX_NODES = 500
 

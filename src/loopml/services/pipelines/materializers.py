@@ -195,11 +195,14 @@ class MaterializerRegistry:
         version: str = "1",
     ) -> Materializer:
         """Add a materializer; ``accepts`` is a type or a predicate. Bump ``version`` when the format changes."""
+        accepts_fn: Callable[[Any], bool]
         if isinstance(accepts, type):
             cls = accepts
 
-            def accepts_fn(v: Any) -> bool:
+            def accepts_type(v: Any) -> bool:
                 return isinstance(v, cls)
+
+            accepts_fn = accepts_type
         else:
             accepts_fn = accepts
         m = Materializer(name, str(version), accepts_fn, save, load)

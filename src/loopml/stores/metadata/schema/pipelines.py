@@ -15,7 +15,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from loopml.stores.metadata.schema.base import ID_LEN, digest_column, id_column, json_column, metadata
+from loopml.stores.metadata.schema.base import (
+    ID_LEN,
+    digest_column,
+    id_column,
+    json_column,
+    metadata,
+)
 
 pipeline_runs = Table(
     "pipeline_runs",

@@ -16,11 +16,11 @@ depends_on = None
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
-def _id(name: str = "id", *args: object, **kw: object) -> sa.Column:  # type: ignore[type-arg]
+def _id(name: str = "id", *args: object, **kw: object) -> sa.Column:
     return sa.Column(name, sa.String(32), *args, **kw)  # type: ignore[arg-type]
 
 
-def _digest(name: str, **kw: object) -> sa.Column:  # type: ignore[type-arg]
+def _digest(name: str, **kw: object) -> sa.Column:
     return sa.Column(name, sa.String(64), info={"object_ref": True}, **kw)  # type: ignore[arg-type]
 
 
