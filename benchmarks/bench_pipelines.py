@@ -148,8 +148,19 @@ def bench_dask(work: Path) -> list[str]:
         warm = timed([*cmd[:-2], "--scheduler", cluster.scheduler_address], wsdir, env)
     finally:
         cluster.close()
+    # in-process API: no interpreter start or CLI imports; LocalCluster start and shutdown included
+    sys.path.insert(0, str(work))
+    from loopml import Workspace
+
+    with Workspace.open(wsdir) as ws:
+        t = time.perf_counter()
+        ws.pipelines.run("sleepy:naps", executor="dask", workers=2, no_cache=True)
+        api = time.perf_counter() - t
     ideal = 8 / 2 * 2.0
     return [
+        f"| 8 independent 2-s steps, Python API `run(executor='dask')` (starts and stops a 2-worker "
+        f"LocalCluster) | {api:.2f} s | ideal {ideal:.0f} s + < 2 s | "
+        f"{'met' if api < ideal + 2 else 'MISSED'} (overhead {api - ideal:.2f} s) |",
         f"| 8 independent 2-s steps, `--executor dask` (starts a 2-worker LocalCluster) | {with_start:.2f} s | "
         f"ideal {ideal:.0f} s + < 2 s | {'met' if with_start < ideal + 2 else 'MISSED'} (overhead "
         f"{with_start - ideal:.2f} s, CLI start and cluster start included) |",
@@ -200,4 +211,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["dask"]:  # only the Dask rows
+        w = Path(tempfile.mkdtemp(prefix="loopml-bench-pipelines-"))
+        print("\n".join(bench_dask(w)))
+        shutil.rmtree(w, ignore_errors=True)
+    else:
+        main()

@@ -55,7 +55,8 @@ def where():
 
 
 @pytest.fixture(scope="module")
-def cluster():  # type: ignore[no-untyped-def]
+def cluster(s3_server):  # type: ignore[no-untyped-def]
+    # s3_server first: it puts the S3 credentials in the environment the workers inherit
     from distributed import LocalCluster
 
     c = LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0", processes=True, n_workers=2,
@@ -94,3 +95,23 @@ def test_dask_alone_starts_a_local_cluster_on_loopback_only(workspace: Any, tmp_
     out = __import__("json").loads(workspace.objects.read_bytes(run.steps[0].output_digest))
     assert out["pid"] != os.getpid()
     assert out["listen"] and set(out["listen"]) == {"127.0.0.1"}
+
+
+def test_postgres_and_s3_workspace_runs_unchanged_on_the_cluster(
+    tmp_path: Path, cluster: Any, s3_server: Any, s3_bucket: str, postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.workspace import Workspace
+
+    monkeypatch.setenv("LOOPML_DB_URL", postgres_url)
+    monkeypatch.setenv("LOOPML_ARTIFACTS", f"s3://{s3_bucket}/objs")
+    monkeypatch.setenv("LOOPML_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    mod = write_module(tmp_path / "proj", FLOW)
+    with Workspace.init(tmp_path / "ws") as ws:
+        run = ws.pipelines.run(f"{mod}:par", params={"secs": 0.1}, executor="dask",
+                               scheduler=cluster.scheduler_address)
+        by = {s.name: s for s in run.steps}
+        assert ws.objects.local_path(by["collect"].output_digest) is None  # it lives in S3
+        assert len(__import__("json").loads(ws.objects.read_bytes(by["collect"].output_digest))) >= 1
+        again = ws.pipelines.run(f"{mod}:par", params={"secs": 0.1})  # in-process, same store: cached
+        assert {str(s.status) for s in again.steps} == {"CACHED"}
