@@ -190,3 +190,13 @@ def test_dask_executor_without_dask_gives_an_install_hint(monkeypatch: pytest.Mo
     with pytest.raises(PipelineDefinitionError, match="Use inline, process or dask"):
         make_executor("ray", None)
 
+
+
+def test_parameter_values_are_checked_against_simple_annotations() -> None:
+    from loopml.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="The 'n' parameter of pipeline 'flow' must be an int; got 'abc'"):
+        flow.trace({"n": "abc"})
+    with pytest.raises(InvalidParameterError, match="'factor' parameter of step 'scale' must be a number"):
+        flow.trace({"scale.factor": "big"})
+    assert flow.trace({"scale.factor": 3}).nodes["scale"].params == {"factor": 3}

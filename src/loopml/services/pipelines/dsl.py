@@ -9,12 +9,13 @@ import inspect
 import os
 import re
 import sys
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopml.errors import PipelineDefinitionError
+from loopml.errors import InvalidParameterError, PipelineDefinitionError
 
 _MEMORY_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 1024, "MI": 1024**2, "GI": 1024**3}
 
@@ -231,6 +232,26 @@ class Dag:
         return [(up.name, node.name, arg) for node in self.nodes.values() for arg, up in node.inputs.items()]
 
 
+_SIMPLE = {int: "an int", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _checked(where: str, func: Callable[..., Any], arg: str, value: Any) -> Any:
+    """Check a user-supplied parameter against a simple annotation; a str for a Path becomes a Path."""
+    try:
+        ann = typing.get_type_hints(func).get(arg)
+    except Exception:  # unresolvable annotations are not checked
+        return value
+    if ann is Path and isinstance(value, str):
+        return Path(value)
+    if ann in _SIMPLE:
+        ok = isinstance(value, ann) and not (ann is int and isinstance(value, bool))
+        if ann is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise InvalidParameterError(arg, where, _SIMPLE[ann], value)
+    return value
+
+
 def _contains_output(value: Any) -> bool:
     if isinstance(value, StepOutput):
         return True
@@ -293,6 +314,7 @@ class Pipeline:
                 f"Pipeline {self.name!r} cannot be called with parameters {sorted(pipe_args)}: {exc}.",
                 hint="Pass the missing ones with -p NAME=VALUE or in the parameters file.",
             ) from exc
+        pipe_args = {k: _checked(f"pipeline {self.name!r}", self.func, k, v) for k, v in pipe_args.items()}
         dag = Dag(self.name)
         token = _tracer.set(dag)
         try:
@@ -321,7 +343,7 @@ class Pipeline:
                         f"Argument {arg!r} of step {step_name!r} is the output of step "
                         f"{node.inputs[arg].name!r}; it cannot be set as a parameter."
                     )
-                node.params[arg] = value
+                node.params[arg] = _checked(f"step {step_name!r}", node.step.func, arg, value)
         for node in dag.nodes.values():
             if node.step is None:
                 continue

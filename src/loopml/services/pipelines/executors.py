@@ -244,17 +244,20 @@ class Executor:
 
 
 class InlineExecutor(Executor):
-    """Runs each step in this process, one at a time; loaded values are reused between steps."""
+    """Runs each step in this process, one at a time.
+
+    Inputs are loaded fresh from the store for every step (no in-memory sharing), so a step
+    that mutates its input cannot change what another step sees.
+    """
 
     name = "inline"
 
     def __init__(self, objects: Any) -> None:
         self.objects = objects
-        self.values: dict[str, Any] = {}
 
     def submit(self, task: StepTask, resources: dict[str, float]) -> cf.Future[StepOutcome]:
         fut: cf.Future[StepOutcome] = cf.Future()
-        fut.set_result(execute_step(task, self.objects, self.values))
+        fut.set_result(execute_step(task, self.objects))
         return fut
 
 
