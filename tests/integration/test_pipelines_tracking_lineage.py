@@ -92,3 +92,18 @@ def test_lineage_of_an_artifact_shows_upstream_and_downstream(workspace: Any, tm
     assert "step evaluate" in render_text(workspace.pipelines.lineage(run.id))
     page = render_html("lineage", graph.nodes, graph.edges)
     assert page.startswith("<!doctype html>") and "<svg" in page and "train" in page and "http" not in page.split("<svg", 1)[0]
+
+
+def test_lineage_names_the_git_commit_of_the_pipeline_code(workspace: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    proj = tmp_path / "gitproj"
+    mod = write_module(proj, FLOW)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=proj, check=True)
+    subprocess.run([*git, "add", "."], cwd=proj, check=True)
+    subprocess.run([*git, "commit", "-qm", "flow"], cwd=proj, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=proj, capture_output=True, text=True).stdout[:12]
+    run = workspace.pipelines.run(f"{mod}:training")
+    text = render_text(workspace.pipelines.lineage(run.steps[-1].output_digest))
+    assert f"git {head}" in text and "+dirty" not in text

@@ -82,7 +82,9 @@ class TrackingAdapter:
                 f"pipeline:{pipeline}", name=step.name, parent_id=parent, params=_flat(step.params),
                 tags={"loopml.step": step.name, "loopml.step_run": step.id, "loopml.status": str(step.status),
                       "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
-                      "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or ""})
+                      "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
+                      "loopml.started": f"{step.started or 0:.3f}", "loopml.ended": f"{step.ended or 0:.3f}",
+                      "loopml.attempts": str(step.attempts)})
             points = [MetricPoint(k, float(v), 0, step.ended or 0.0) for k, v in step.metrics.items()]
             if step.duration is not None:
                 points.append(MetricPoint("duration_s", float(step.duration), 0, step.ended or 0.0))

@@ -55,6 +55,8 @@ def _step_node(row: Any) -> LineageNode:
     if kind == "step":
         parts = row.key_parts or {}
         details.update({"function": row.func, "code": parts.get("source", "?"), "params": row.params or {}})
+        if parts.get("_git"):
+            details["git"] = parts["_git"]
         if parts.get("helpers"):
             details["helpers"] = parts["helpers"]
     else:
@@ -171,7 +173,8 @@ def _describe(node: LineageNode) -> str:
     if node.kind == "step":
         params = node.details.get("params") or {}
         p = ", ".join(f"{k}={v}" for k, v in params.items())
-        return (f"step {node.label} [{node.details.get('status')}] code {str(node.details.get('code'))[:12]}"
+        git = f" git {node.details['git']}" if node.details.get("git") else ""
+        return (f"step {node.label} [{node.details.get('status')}] code {str(node.details.get('code'))[:12]}{git}"
                 + (f" params({p})" if p else ""))
     if node.kind == "dataset":
         return f"dataset {node.label}"

@@ -88,6 +88,7 @@ class PipelineRunner:
             reuse = {s.name: s for s in old.steps if s.status.succeeded and s.output_digest
                      and self.objects.has(s.output_digest)}
         self._sys_path = _sys_path_for(pipeline)
+        self._git = _git_state(self._sys_path[0]) if self._sys_path else None
         outputs: dict[str, tuple[str, str]] = {}
         done_steps: list[StepRun] = []
         pending = [n.name for n in order]
@@ -206,6 +207,8 @@ class PipelineRunner:
             batch.append((srun, inputs))
             return srun
         parts = {**parts, "_cache": "off-step" if not step.cache else "off-run" if opts.no_cache else "miss"}
+        if self._git:
+            parts["_git"] = self._git  # shown by lineage; not part of the key
         task = StepTask(
             step=node.name, func_ref=step.ref, sys_path=self._sys_path, params=dict(node.params),
             inputs={a: (v[0], v[1]) for a, v in inputs.items()}, artifacts=self.settings.artifacts,
@@ -274,6 +277,22 @@ def _failure(srun: StepRun, outcome: StepOutcome, run_id: str) -> StepFailedErro
             srun.name, message,
             hint="Return a DataFrame, array, estimator, JSON-able value or Path, or register a materializer.")
     return StepFailedError(srun.name, message, hint=hint)
+
+
+def _git_state(directory: str) -> str | None:
+    """``<commit>`` or ``<commit>+dirty`` of the git checkout holding the pipeline code, if any."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
+                              timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _sys_path_for(pipeline: Pipeline) -> list[str]:
