@@ -19,6 +19,7 @@ FLOW = """
 import loopml
 
 COUNTER = []
+SEEN = []
 
 @loopml.step(cache=False)
 def tick(n: int = 1):
@@ -30,7 +31,8 @@ def square(x):
     return x * x
 
 @loopml.pipeline
-def flow(n: int = 1):
+def flow(n: int = 1, data: str = ""):
+    SEEN.append(data)
     square(tick(n))
 """
 
@@ -135,13 +137,16 @@ def test_trigger_runs_once_per_new_dataset_version(service: PipelineService, tmp
     mod = write_module(tmp_path / "proj", FLOW)
     data = service.fake_data  # type: ignore[attr-defined]
     data.add("iris")
-    service.add_trigger("retrain", f"{mod}:flow", on_dataset="iris")
+    service.add_trigger("retrain", f"{mod}:flow", on_dataset="iris", pass_as="data")
     assert service.tick() == []  # the version that existed at registration does not fire
     data.add("iris")
     fired = service.tick()
     assert [(w, st) for w, _, st in fired] == [("trigger retrain", "FINISHED")]
     assert service.tick() == []
     assert len(sys.modules[mod].COUNTER) == 1
+    assert sys.modules[mod].SEEN[-1] == "iris@2"  # the pipeline got the new version
+    with pytest.raises(PipelineDefinitionError, match="as 'dataset', which is not a parameter of pipeline 'flow'"):
+        service.add_trigger("x", f"{mod}:flow", on_dataset="iris", pass_as="dataset")
 
 
 def test_alert_trigger_fires_once_per_event_key(service: PipelineService, tmp_path: Path) -> None:

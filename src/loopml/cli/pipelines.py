@@ -266,12 +266,14 @@ def trigger_add(
     on_dataset: str = typer.Option(None, "--on-dataset", help="Run when this dataset gets a new version."),
     on_alert: str = typer.Option(None, "--on-alert", help="Run when this alert fires."),
     param: list[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP),
+    pass_as: str = typer.Option(None, "--pass-as", help="Pipeline parameter that receives the new dataset "
+                                "version (name@version) or the alert key."),
 ) -> None:
     """Register a trigger; `loopml scheduler` watches for the event."""
     from loopml.cli._output import echo
 
     t = open_workspace(ctx).pipelines.add_trigger(name, target, on_dataset=on_dataset, on_alert=on_alert,
-                                                  params=_params(param, None))
+                                                  params=_params(param, None), pass_as=pass_as)
     echo(f"Trigger {t.name!r}: {t.target} on {t.event_type} {t.source!r}.")
 
 

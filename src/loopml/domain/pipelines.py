@@ -107,3 +107,4 @@ class Trigger:
     enabled: bool
     created: float
     last_event: str | None = None
+    pass_as: str | None = None  # the pipeline parameter that receives the event

@@ -250,20 +250,33 @@ class PipelineService:
     # -- triggers --------------------------------------------------------------------------------
 
     def add_trigger(self, name: str, target: str, *, on_dataset: str | None = None, on_alert: str | None = None,
-                    params: Mapping[str, Any] | None = None) -> Trigger:
-        """Run ``target`` when a new version of dataset ``on_dataset`` appears (or alert ``on_alert`` fires)."""
+                    params: Mapping[str, Any] | None = None, pass_as: str | None = None) -> Trigger:
+        """Run ``target`` when a new version of dataset ``on_dataset`` appears (or alert ``on_alert`` fires).
+
+        With ``pass_as``, that pipeline parameter receives the event: ``name@version`` of the new
+        dataset version, or the alert's key.
+        """
         if bool(on_dataset) == bool(on_alert):
             raise PipelineDefinitionError(f"Trigger {name!r} needs exactly one event: on_dataset or on_alert.")
-        self.plan(target, params)
+        if pass_as:
+            pipe = self.load(target)
+            if pass_as not in pipe.signature.parameters:
+                raise PipelineDefinitionError(
+                    f"Trigger {name!r} passes the event as {pass_as!r}, which is not a parameter of pipeline "
+                    f"{pipe.name!r} (its parameters: {', '.join(pipe.signature.parameters) or 'none'}).")
+            self.plan(target, {**(params or {}), pass_as: "placeholder@1"})
+        else:
+            self.plan(target, params)
         event_type, source = ("dataset", on_dataset) if on_dataset else ("alert", on_alert)
         assert source is not None
         baseline = self.data.latest_version_id(source) if event_type == "dataset" else None
-        trig = Trigger(new_id(), name, target, event_type, source, dict(params or {}), True, time.time(), baseline)
+        trig = Trigger(new_id(), name, target, event_type, source, dict(params or {}), True, time.time(), baseline,
+                       pass_as)
         try:
             with self.db.write() as conn:
                 conn.execute(insert(pipeline_triggers).values(
                     id=trig.id, name=name, target=target, event_type=event_type, source=source,
-                    params=trig.params, enabled=True, created=trig.created, last_event=baseline))
+                    params=trig.params, enabled=True, created=trig.created, last_event=baseline, pass_as=pass_as))
                 append_event(conn, actor=self.settings.actor, action="pipeline.trigger.create",
                              object_type="trigger", object_id=trig.id,
                              details={"name": name, "target": target, "on": f"{event_type}:{source}"})
@@ -276,7 +289,7 @@ class PipelineService:
         with self.db.read() as conn:
             rows = conn.execute(select(pipeline_triggers).order_by(pipeline_triggers.c.name)).all()
         return [Trigger(r.id, r.name, r.target, r.event_type, r.source, r.params or {}, bool(r.enabled),
-                        r.created, r.last_event) for r in rows]
+                        r.created, r.last_event, r.pass_as) for r in rows]
 
     def remove_trigger(self, name: str) -> None:
         with self.db.write() as conn:
@@ -308,13 +321,24 @@ class PipelineService:
                              object_type="trigger", object_id=trig.id, details={"event": key})
         except IntegrityError:
             return (trig.name, None, "already fired")
-        run_id, status = self._run_claimed(trig.target, trig.params, progress)
+        params = dict(trig.params)
+        if trig.pass_as:
+            params[trig.pass_as] = self._event_value(trig, key)
+        run_id, status = self._run_claimed(trig.target, params, progress)
         with self.db.write() as conn:
             conn.execute(update(pipeline_trigger_firings)
                          .where(pipeline_trigger_firings.c.trigger_id == trig.id,
                                 pipeline_trigger_firings.c.event_key == key)
                          .values(pipeline_run_id=run_id, status=status))
         return (trig.name, run_id, status)
+
+    def _event_value(self, trig: Trigger, key: str) -> str:
+        if trig.event_type == "dataset":
+            try:
+                return self.data.resolve(trig.source)[1]
+            except Exception:
+                return trig.source
+        return key
 
     def _run_claimed(self, target: str, params: Mapping[str, Any], progress: Progress | None) -> tuple[str | None, str]:
         from loopml.errors import LoopmlError

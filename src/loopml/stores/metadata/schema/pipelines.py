@@ -118,6 +118,7 @@ pipeline_triggers = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created", Float, nullable=False),
     Column("last_event", String(300)),
+    Column("pass_as", String(200)),  # pipeline parameter that receives the event (dataset ref, alert key)
 )
 
 pipeline_trigger_firings = Table(

@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("created", sa.Float, nullable=False),
         sa.Column("last_event", sa.String(300)),
+        sa.Column("pass_as", sa.String(200)),
         sa.UniqueConstraint("name", name="uq_pipeline_triggers_name"),
     )
     op.create_table(
