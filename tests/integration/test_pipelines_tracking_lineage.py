@@ -107,3 +107,15 @@ def test_lineage_names_the_git_commit_of_the_pipeline_code(workspace: Any, tmp_p
     run = workspace.pipelines.run(f"{mod}:training")
     text = render_text(workspace.pipelines.lineage(run.steps[-1].output_digest))
     assert f"git {head}" in text and "+dirty" not in text
+
+
+def test_sdk_schedule_trigger_alert_and_lineage(workspace: Any, tmp_path: Path) -> None:
+    from loopml.sdk import pipelines as sdk
+
+    mod = write_module(tmp_path / "proj", FLOW)
+    root = workspace.settings.root
+    run = sdk.run_pipeline(f"{mod}:training", workspace=root)
+    assert "step prepare" in sdk.lineage(run.id, workspace=root)
+    assert sdk.schedule("nightly", f"{mod}:training", "0 3 * * *", workspace=root).cron == "0 3 * * *"
+    sdk.add_trigger("on-drift", f"{mod}:training", on_alert="drift", workspace=root)
+    assert [st for _, _, st in sdk.emit_alert("drift", "a1", workspace=root)] == ["FINISHED"]

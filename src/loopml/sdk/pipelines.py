@@ -15,11 +15,15 @@ __all__ = [
     "Pipeline",
     "PipelineRun",
     "Step",
+    "add_trigger",
     "dataset",
+    "emit_alert",
+    "lineage",
     "log_metrics",
     "pipeline",
     "register_materializer",
     "run_pipeline",
+    "schedule",
     "step",
 ]
 
@@ -46,3 +50,40 @@ def run_pipeline(
     with Workspace.open(workspace) as ws:
         return ws.pipelines.run(target, params=params, executor=executor, workers=workers, scheduler=scheduler,
                                 no_cache=no_cache, progress=auto_progress())
+
+
+def schedule(name: str, target: str, cron: str, *, params: Mapping[str, Any] | None = None,
+             workspace: str | Path | None = None) -> Any:
+    """Store a cron schedule for ``target``; `loopml scheduler` runs it."""
+    from loopml.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        return ws.pipelines.add_schedule(name, target, cron, params)
+
+
+def add_trigger(name: str, target: str, *, on_dataset: str | None = None, on_alert: str | None = None,
+                params: Mapping[str, Any] | None = None, pass_as: str | None = None,
+                workspace: str | Path | None = None) -> Any:
+    """Run ``target`` on a new version of ``on_dataset`` or when alert ``on_alert`` fires."""
+    from loopml.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        return ws.pipelines.add_trigger(name, target, on_dataset=on_dataset, on_alert=on_alert, params=params,
+                                        pass_as=pass_as)
+
+
+def emit_alert(alert: str, key: str, *, workspace: str | Path | None = None) -> list[tuple[str, str | None, str]]:
+    """Tell alert triggers that ``alert`` fired (once per ``key``); returns (trigger, run id, status)."""
+    from loopml.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        return ws.pipelines.emit_event("alert", alert, key)
+
+
+def lineage(obj: str, *, workspace: str | Path | None = None) -> str:
+    """Lineage of an artifact digest, pipeline run, step run or tracking run, as text."""
+    from loopml.services.pipelines.lineage import render_text
+    from loopml.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        return render_text(ws.pipelines.lineage(obj))
