@@ -95,65 +95,72 @@ class PipelineRunner:
         running: dict[cf.Future[StepOutcome], _Running] = {}
         failure: StepFailedError | None = None
         batch: list[tuple[StepRun, dict[str, InputRec]]] = []
-        with opts.progress.task(f"pipeline {pipeline.name}", len(order), unit="steps") as advance:
-            while True:
-                progressed = True
-                while progressed and failure is None:
-                    progressed = False
-                    for name in list(pending):
-                        node = dag.nodes[name]
-                        if not all(up.name in outputs for up in node.upstream):
-                            continue
-                        pending.remove(name)
-                        progressed = True
-                        finished = self._start(run, node, outputs, reuse, opts, running, batch)
-                        if finished is not None:
-                            outputs[name] = (finished.output_digest or "", finished.materializer or "")
-                            done_steps.append(finished)
-                            advance(1)
-                        if self.executor.parallel is False and running:
+        try:
+            with opts.progress.task(f"pipeline {pipeline.name}", len(order), unit="steps") as advance:
+                while True:
+                    progressed = True
+                    while progressed and failure is None:
+                        progressed = False
+                        for name in list(pending):
+                            node = dag.nodes[name]
+                            if not all(up.name in outputs for up in node.upstream):
+                                continue
+                            pending.remove(name)
+                            progressed = True
+                            finished = self._start(run, node, outputs, reuse, opts, running, batch)
+                            if finished is not None:
+                                outputs[name] = (finished.output_digest or "", finished.materializer or "")
+                                done_steps.append(finished)
+                                advance(1)
+                            if self.executor.parallel is False and running:
+                                break
+                        if running and not self.executor.parallel:
                             break
-                    if running and not self.executor.parallel:
+                    if len(batch) >= 50 or (batch and running):
+                        self._flush(run, batch)
+                    if not running:
                         break
-                if len(batch) >= 50 or (batch and running):
-                    self._flush(run, batch)
-                if not running:
-                    break
-                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    r = running.pop(fut)
-                    try:
-                        outcome = fut.result()
-                    except BaseException as exc:  # the worker itself died
-                        outcome = StepOutcome(r.node.name, ok=False, error=f"the worker running step "
-                                              f"{r.node.name!r} failed: {type(exc).__name__}: {exc}",
-                                              error_kind="exception", started=r.started, ended=time.time())
-                    step = r.node.step
-                    assert step is not None
-                    if (not outcome.ok and outcome.error_kind in ("exception", "timeout")
-                            and r.attempt <= step.retries and failure is None):
-                        time.sleep(step.retry_backoff * (2 ** (r.attempt - 1)))
-                        r.attempt += 1
-                        running[self.executor.submit(r.task, step.resources)] = r
-                        continue
-                    for w in outcome.warnings:
-                        warnings.warn(w, FallbackMaterializerWarning, stacklevel=2)
-                    srun = StepRun(
-                        id=new_id(), pipeline_run_id=run.id, name=r.node.name, func=r.node.func_ref,
-                        status=StepStatus.FINISHED if outcome.ok else StepStatus.FAILED, cache_key=r.key,
-                        key_parts=r.parts, params=_jsonable(r.node.params),
-                        inputs={a: v[0] for a, v in r.inputs.items()}, output_digest=outcome.output_digest,
-                        materializer=outcome.materializer, started=outcome.started or r.started,
-                        ended=outcome.ended or time.time(), attempts=r.attempt, error=outcome.error,
-                        stdout=outcome.stdout, stderr=outcome.stderr, metrics=outcome.metrics,
-                    )
-                    batch.append((srun, r.inputs))
-                    done_steps.append(srun)
-                    advance(1)
-                    if outcome.ok:
-                        outputs[r.node.name] = (outcome.output_digest or "", outcome.materializer or "")
-                    elif failure is None:
-                        failure = _failure(srun, outcome, run.id)
+                    done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        r = running.pop(fut)
+                        try:
+                            outcome = fut.result()
+                        except BaseException as exc:  # the worker itself died
+                            outcome = StepOutcome(r.node.name, ok=False, error=f"the worker running step "
+                                                  f"{r.node.name!r} failed: {type(exc).__name__}: {exc}",
+                                                  error_kind="exception", started=r.started, ended=time.time())
+                        step = r.node.step
+                        assert step is not None
+                        if (not outcome.ok and outcome.error_kind in ("exception", "timeout")
+                                and r.attempt <= step.retries and failure is None):
+                            time.sleep(step.retry_backoff * (2 ** (r.attempt - 1)))
+                            r.attempt += 1
+                            running[self.executor.submit(r.task, step.resources)] = r
+                            continue
+                        for w in outcome.warnings:
+                            warnings.warn(w, FallbackMaterializerWarning, stacklevel=2)
+                        srun = StepRun(
+                            id=new_id(), pipeline_run_id=run.id, name=r.node.name, func=r.node.func_ref,
+                            status=StepStatus.FINISHED if outcome.ok else StepStatus.FAILED, cache_key=r.key,
+                            key_parts=r.parts, params=_jsonable(r.node.params),
+                            inputs={a: v[0] for a, v in r.inputs.items()}, output_digest=outcome.output_digest,
+                            materializer=outcome.materializer, started=outcome.started or r.started,
+                            ended=outcome.ended or time.time(), attempts=r.attempt, error=outcome.error,
+                            stdout=outcome.stdout, stderr=outcome.stderr, metrics=outcome.metrics,
+                        )
+                        batch.append((srun, r.inputs))
+                        done_steps.append(srun)
+                        advance(1)
+                        if outcome.ok:
+                            outputs[r.node.name] = (outcome.output_digest or "", outcome.materializer or "")
+                        elif failure is None:
+                            failure = _failure(srun, outcome, run.id)
+        except KeyboardInterrupt:
+            # Leave an honest record: the run failed, the finished steps are kept for resume.
+            self._flush(run, batch)
+            records.finish_run(self.db, self.actor, run.id, PipelineRunStatus.FAILED, "interrupted by the user",
+                               (), pipeline.name)
+            raise
         self._flush(run, batch)
         skipped = [StepRun(id=new_id(), pipeline_run_id=run.id, name=n, func=dag.nodes[n].func_ref,
                            status=StepStatus.SKIPPED, params=_jsonable(dag.nodes[n].params)) for n in pending]
