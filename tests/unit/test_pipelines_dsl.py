@@ -200,3 +200,12 @@ def test_parameter_values_are_checked_against_simple_annotations() -> None:
     with pytest.raises(InvalidParameterError, match="'factor' parameter of step 'scale' must be a number"):
         flow.trace({"scale.factor": "big"})
     assert flow.trace({"scale.factor": 3}).nodes["scale"].params == {"factor": 3}
+
+
+def test_imports_inside_the_step_body_count_as_imported_packages() -> None:
+    def local_import() -> object:
+        from numpy import zeros
+
+        return zeros(1)
+
+    assert "numpy" in key_parts(local_import, params={}, inputs={})["packages"]  # type: ignore[arg-type]

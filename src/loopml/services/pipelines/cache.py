@@ -68,6 +68,8 @@ def _referenced(func: types.FunctionType) -> tuple[list[Any], set[str]]:
         names.update(code.co_names)
         codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     values = [g[n] for n in sorted(names) if n in g]
+    # imports inside the function body (`from sklearn.linear_model import ...`) name modules directly
+    modules.update(n.split(".", 1)[0] for n in names if n not in g and n in sys.modules)
     if func.__closure__:
         for cell in func.__closure__:
             try:
