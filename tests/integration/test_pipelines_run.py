@@ -350,3 +350,22 @@ def test_a_path_parameter_puts_the_file_content_into_the_key(tmp_path: Path) -> 
     assert one == cache_key(key_parts(_plain, params={"p": f}, inputs={}))  # type: ignore[arg-type]
     f.write_text("a\n2\n")
     assert one != cache_key(key_parts(_plain, params={"p": f}, inputs={}))  # type: ignore[arg-type]
+
+
+def test_a_step_that_stops_its_whole_worker_is_killed_at_its_timeout(workspace: Any, tmp_path: Path) -> None:
+    mod = write_module(tmp_path / "proj", """
+        import os, signal
+        import loopml
+
+        @loopml.step(timeout=0.5)
+        def freeze():
+            os.kill(os.getpid(), signal.SIGSTOP)  # the worker process itself stops: no thread can time out
+
+        @loopml.pipeline
+        def frozen():
+            freeze()
+    """)
+    t = time.time()
+    with pytest.raises(StepTimeoutError, match="'freeze' did not finish within its timeout of 0.5 s; its worker was stopped"):
+        workspace.pipelines.run(f"{mod}:frozen", executor="process", workers=1)
+    assert time.time() - t < 10

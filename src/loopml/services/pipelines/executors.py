@@ -239,6 +239,10 @@ class Executor:
     def check_resources(self, step: str, resources: dict[str, float]) -> None:
         return None
 
+    def abandon(self, future: cf.Future[StepOutcome]) -> None:
+        """Stop the work behind a future that ran past its step's timeout."""
+        future.cancel()
+
     def close(self) -> None:
         return None
 
@@ -276,6 +280,11 @@ class ProcessExecutor(Executor):
     def submit(self, task: StepTask, resources: dict[str, float]) -> cf.Future[StepOutcome]:
         task.func = None
         return self.pool.submit(execute_step, task)
+
+    def abandon(self, future: cf.Future[StepOutcome]) -> None:
+        # A process pool cannot stop one task; stopping the workers fails the run's other
+        # running steps too, which is what a failed run does anyway (resume reruns them).
+        self.kill()
 
     def kill(self) -> None:
         """Stop every worker now (a step hung past its timeout)."""
@@ -344,6 +353,13 @@ class DaskExecutor(Executor):
         dfut.add_done_callback(done)
         fut.dask_future = dfut  # type: ignore[attr-defined]
         return fut
+
+    def abandon(self, future: cf.Future[StepOutcome]) -> None:
+        dfut = getattr(future, "dask_future", None)
+        if dfut is not None:
+            with contextlib.suppress(Exception):
+                dfut.cancel()
+        future.cancel()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -26,6 +26,7 @@ from loopml.services.pipelines.materializers import FallbackMaterializerWarning,
 InputRec = tuple[str, str, str | None, str | None]  # digest, materializer, source, dataset version id
 
 _OUTPUT_TAIL = 2000
+HARD_TIMEOUT_GRACE = 2.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -45,6 +46,15 @@ class _Running:
     inputs: dict[str, InputRec]
     attempt: int
     started: float
+    deadline: float | None = None  # parallel executors: past this the worker is stopped
+
+
+def _deadline(step: Any, started: float, parallel: bool) -> float | None:
+    # The worker gives up at `timeout` itself; this is the backstop for a step that blocks its
+    # whole worker (a C call holding the GIL, a stopped process).
+    if not parallel or not step.timeout:
+        return None
+    return started + step.timeout + HARD_TIMEOUT_GRACE
 
 
 @dataclass
@@ -120,7 +130,10 @@ class PipelineRunner:
                         self._flush(run, batch)
                     if not running:
                         break
-                    done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                    deadlines = [r.deadline for r in running.values() if r.deadline is not None]
+                    wait_for = max(0.0, min(deadlines) - time.time()) if deadlines else None
+                    done, _ = cf.wait(list(running), timeout=wait_for, return_when=cf.FIRST_COMPLETED)
+                    completed: list[tuple[_Running, StepOutcome]] = []
                     for fut in done:
                         r = running.pop(fut)
                         try:
@@ -129,12 +142,26 @@ class PipelineRunner:
                             outcome = StepOutcome(r.node.name, ok=False, error=f"the worker running step "
                                                   f"{r.node.name!r} failed: {type(exc).__name__}: {exc}",
                                                   error_kind="exception", started=r.started, ended=time.time())
+                        completed.append((r, outcome))
+                    now = time.time()
+                    for fut, r in list(running.items()):
+                        if r.deadline is not None and now > r.deadline:
+                            running.pop(fut)
+                            self.executor.abandon(fut)
+                            assert r.node.step is not None
+                            completed.append((r, StepOutcome(
+                                r.node.name, ok=False, error_kind="timeout-killed", started=r.started, ended=now,
+                                error=f"step {r.node.name!r} did not finish within its timeout of "
+                                      f"{r.node.step.timeout:g} s; its worker was stopped")))
+                    for r, outcome in completed:
                         step = r.node.step
                         assert step is not None
                         if (not outcome.ok and outcome.error_kind in ("exception", "timeout")
                                 and r.attempt <= step.retries and failure is None):
                             time.sleep(step.retry_backoff * (2 ** (r.attempt - 1)))
                             r.attempt += 1
+                            r.started = time.time()
+                            r.deadline = _deadline(step, r.started, self.executor.parallel)
                             running[self.executor.submit(r.task, step.resources)] = r
                             continue
                         for w in outcome.warnings:
@@ -223,7 +250,8 @@ class PipelineRunner:
             scratch_dir=str(self.settings.workspace_dir) if self.settings.workspace_dir.is_dir() else None,
             preferred_materializer=step.materializer, timeout=step.timeout, func=step.func,
         )
-        running[self.executor.submit(task, step.resources)] = _Running(node, task, key, parts, inputs, 1, now)
+        running[self.executor.submit(task, step.resources)] = _Running(
+            node, task, key, parts, inputs, 1, now, _deadline(step, now, self.executor.parallel))
         return None
 
     def _dataset_step(self, run: PipelineRun, node: Node, opts: RunOptions,
@@ -277,7 +305,7 @@ def _failure(srun: StepRun, outcome: StepOutcome, run_id: str) -> StepFailedErro
         parts += ["--- its stderr ---", _tail(outcome.stderr).rstrip()]
     message = "\n".join(parts) + "\n"
     hint = f"Fix it, then `loopml pipeline resume {run_id[-8:]}` reruns from this step."
-    if outcome.error_kind == "timeout":
+    if outcome.error_kind in ("timeout", "timeout-killed"):
         return StepTimeoutError(srun.name, message, hint=hint)
     if outcome.error_kind == "unmaterializable":
         return UnmaterializableError(
