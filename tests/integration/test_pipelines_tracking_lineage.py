@@ -41,8 +41,9 @@ class FakeTracking:
         self.runs: dict[str, dict[str, Any]] = {}
 
     def create_run(self, experiment: str, *, name: str | None = None, parent_id: str | None = None,
-                   params: dict[str, str] | None = None, tags: dict[str, str] | None = None, **_: Any) -> str:
-        rid = f"t{len(self.runs)}"
+                   params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+                   run_id: str | None = None, **_: Any) -> str:
+        rid = run_id or f"t{len(self.runs)}"
         self.runs[rid] = {"experiment": experiment, "name": name, "parent": parent_id, "params": params or {},
                           "tags": tags or {}, "metrics": {}, "artifacts": {}, "status": "RUNNING"}
         return rid
@@ -72,7 +73,8 @@ def test_each_step_run_is_a_nested_tracking_run(workspace: Any, tmp_path: Path) 
     assert children["prepare"]["artifacts"]["stdout.txt"] == "preparing\n"
     assert children["evaluate"]["tags"]["loopml.cached"] == "false"
     stored = svc.get_run(run.id)
-    assert all(s.tracking_run_id for s in stored.steps)
+    assert run.tracking_run_id == run.id  # one id for the pipeline run and its tracking run
+    assert all(s.tracking_run_id == s.id for s in stored.steps)
     again = svc.run(f"{mod}:training", params={"train.lr": 0.25})
     kids = [r for r in tracking.runs.values() if r["parent"] == again.tracking_run_id]
     assert {r["tags"]["loopml.cached"] for r in kids} == {"true"}

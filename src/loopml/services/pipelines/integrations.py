@@ -46,7 +46,7 @@ class Lazy:
 
 
 class TrackingAdapter:
-    """Pipeline runs as tracking runs, step runs as nested runs."""
+    """Pipeline runs as tracking runs, step runs as nested runs, under the same ids."""
 
     def __init__(self, source: ServiceSource) -> None:
         self._lazy = Lazy(source)
@@ -67,7 +67,7 @@ class TrackingAdapter:
 
     def start_pipeline(self, pipeline: str, run_id: str, params: dict[str, Any], target: str) -> str | None:
         return self._call("start the pipeline run", lambda s: s.create_run(
-            f"pipeline:{pipeline}", name=f"{pipeline}-{run_id[-8:]}", params=_flat(params),
+            f"pipeline:{pipeline}", name=f"{pipeline}-{run_id[-8:]}", params=_flat(params), run_id=run_id,
             tags={"loopml.pipeline": pipeline, "loopml.pipeline_run": run_id, "loopml.target": target}))
 
     def record_step(self, parent: str | None, pipeline: str, step: Any) -> str | None:
@@ -79,7 +79,7 @@ class TrackingAdapter:
             from loopml.domain.tracking import MetricPoint, RunStatus
 
             run_id: str = s.create_run(
-                f"pipeline:{pipeline}", name=step.name, parent_id=parent, params=_flat(step.params),
+                f"pipeline:{pipeline}", name=step.name, parent_id=parent, params=_flat(step.params), run_id=step.id,
                 tags={"loopml.step": step.name, "loopml.step_run": step.id, "loopml.status": str(step.status),
                       "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
                       "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
