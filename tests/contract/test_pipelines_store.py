@@ -181,3 +181,27 @@ def test_dataset_input_is_resolved_recorded_and_cached(service: PipelineService,
     data.add("iris")
     third = service.run(f"{mod}:uses_data")
     assert {s.name: str(s.status) for s in third.steps} == {"dataset:iris": "FINISHED", "count": "FINISHED"}
+
+
+def test_pipelines_migration_downgrades_and_upgrades_cleanly(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from loopml.stores.metadata.revisions import MIGRATIONS_DIR
+
+    db = Database.open(db_url)
+    tables = {"pipeline_runs", "pipeline_step_runs", "pipeline_step_inputs", "pipeline_schedules",
+              "pipeline_schedule_slots", "pipeline_triggers", "pipeline_trigger_firings"}
+    try:
+        for target, present in (("0003", False), ("head", True)):
+            with db.engine.begin() as conn:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+                cfg.attributes["connection"] = conn
+                (command.downgrade if target == "0003" else command.upgrade)(cfg, target)
+            with db.engine.connect() as conn:
+                names = set(inspect(conn).get_table_names())
+            assert (tables <= names) is present and (not tables & names or present)
+    finally:
+        db.dispose()
