@@ -131,3 +131,20 @@ class StepTimeoutError(StepFailedError):
 
 class UnmaterializableError(StepFailedError):
     """A step returned a value no materializer can store."""
+
+
+class DataInputError(LoopmlError):
+    """A path given to the data part cannot be used (missing, unreadable, symlink loop, escapes its root)."""
+
+    exit_code = 2
+
+
+class TableParseError(LoopmlError):
+    """A CSV or Parquet file could not be parsed as a table."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class RemoteUnavailableError(StoreError):
+    """A data remote could not be reached, read or written."""
