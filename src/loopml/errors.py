@@ -148,3 +148,9 @@ class TableParseError(LoopmlError):
 
 class RemoteUnavailableError(StoreError):
     """A data remote could not be reached, read or written."""
+
+
+class InvalidFilterError(LoopmlError):
+    """A run-search filter could not be parsed; the message points at the position."""
+
+    exit_code = 2
