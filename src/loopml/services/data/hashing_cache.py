@@ -1,0 +1,115 @@
+"""The hash state cache: (path, inode, size, mtime) -> BLAKE3 digest, in a small SQLite file.
+
+An unchanged file is never hashed twice. The file lives in ``.loopml/`` and is
+safe to share between processes (SQLite WAL, busy timeout); losing it only
+costs rehashing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.stores.artifacts.hashing import hash_file
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, "
+    "mtime_ns INTEGER, digest TEXT)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StatEntry:
+    """A file found on disk: its relative path, absolute path and stat identity."""
+
+    rel: str
+    abspath: str
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+class HashStateCache:
+    """Digests of files by stat identity; a miss is hashed (in parallel) and remembered."""
+
+    def __init__(self, db_path: Path | None) -> None:
+        self.db_path = db_path
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self.db_path is None:
+            return None
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            return conn
+        except sqlite3.Error:
+            return None  # a broken cache only costs rehashing
+
+    def digests(
+        self,
+        entries: Sequence[StatEntry],
+        *,
+        on_hashed: Callable[[int], None] | None = None,
+        on_error: Callable[[StatEntry, OSError], Exception] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """Digest of every entry (by abspath) and how many files had to be hashed."""
+        conn = self._connect()
+        known: dict[str, tuple[int, int, int, str]] = {}
+        if conn is not None:
+            try:
+                paths = [e.abspath for e in entries]
+                for i in range(0, len(paths), 900):
+                    chunk = paths[i:i + 900]
+                    marks = ",".join("?" * len(chunk))
+                    for row in conn.execute(
+                        f"SELECT path, inode, size, mtime_ns, digest FROM state WHERE path IN ({marks})", chunk
+                    ):
+                        known[row[0]] = (row[1], row[2], row[3], row[4])
+            except sqlite3.Error:
+                known = {}
+        out: dict[str, str] = {}
+        todo: list[StatEntry] = []
+        for e in entries:
+            hit = known.get(e.abspath)
+            if hit is not None and hit[:3] == (e.inode, e.size, e.mtime_ns):
+                out[e.abspath] = hit[3]
+            else:
+                todo.append(e)
+
+        def work(e: StatEntry) -> tuple[StatEntry, str]:
+            try:
+                digest = hash_file(e.abspath, e.size)
+            except OSError as exc:
+                if on_error is not None:
+                    raise on_error(e, exc) from exc
+                raise
+            if on_hashed is not None:
+                on_hashed(e.size)
+            return e, digest
+
+        if todo:
+            workers = min(32, (os.cpu_count() or 2) * 2, len(todo))
+            # Big files parallelize inside blake3; small files parallelize across threads.
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                results = list(pool.map(work, todo))
+            for e, digest in results:
+                out[e.abspath] = digest
+            if conn is not None:
+                try:
+                    conn.execute("BEGIN")
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO state (path, inode, size, mtime_ns, digest) VALUES (?,?,?,?,?)",
+                        [(e.abspath, e.inode, e.size, e.mtime_ns, d) for e, d in results],
+                    )
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    pass
+        if conn is not None:
+            conn.close()
+        return out, len(todo)

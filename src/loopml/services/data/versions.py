@@ -1,0 +1,590 @@
+"""The data service: content-addressed dataset versions, tags, status, checkout, tables, rules, lineage."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as stat_mod
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from loopml.domain.data import AddResult, DatasetUse, DatasetVersion, FileEntry, StatusReport
+from loopml.errors import (
+    ConflictError,
+    DataInputError,
+    InvalidParameterError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from loopml.progress import NullProgress, Progress
+from loopml.services.data.hashing_cache import HashStateCache, StatEntry
+from loopml.services.data.tables import is_table_path, read_table, table_stats
+from loopml.stores.artifacts.hashing import hash_bytes
+
+if TYPE_CHECKING:
+    from loopml.services.data.diff import DatasetDiff
+    from loopml.services.data.validation import ValidationReport
+    from loopml.settings import Settings
+    from loopml.stores.artifacts.cas import ContentStore, LinkMode
+    from loopml.stores.metadata.database import Database
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or "@" in name or not set(name) <= _NAME_CHARS or len(name) > 200:
+        raise InvalidParameterError(
+            "name", "data add", "a non-empty name of letters, digits, '-', '_', '.', '/' (no '@')", name)
+    return name
+
+
+def scan_path(path: Path) -> tuple[str, list[StatEntry]]:
+    """(kind, files) under ``path``; errors name the offending path. Directory symlinks are followed once."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise DataInputError(f"The path {str(path)!r} is a broken symlink.", hint="Fix or remove the link.") from exc
+        raise DataInputError(f"The path {str(path)!r} does not exist.", hint="Check the spelling and the current directory.") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataInputError(f"The path {str(path)!r} is a symlink loop.", hint="Fix or remove the link.") from exc
+        raise DataInputError(f"Cannot read {str(path)!r}: {exc.strerror}.") from exc
+    if stat_mod.S_ISREG(st.st_mode):
+        return "file", [StatEntry(path.name, str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)]
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise DataInputError(f"The path {str(path)!r} is neither a file nor a directory.")
+    out: list[StatEntry] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(d: Path, rel: str) -> None:
+        try:
+            dst = d.stat()
+        except OSError as exc:
+            raise DataInputError(f"Cannot read the directory {str(d)!r}: {exc.strerror}.") from exc
+        ident = (dst.st_dev, dst.st_ino)
+        if ident in seen:
+            raise DataInputError(f"The directory {str(d)!r} is a symlink loop (it contains itself).",
+                                 hint="Remove the link or add a subdirectory instead.")
+        seen.add(ident)
+        try:
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            raise DataInputError(f"Cannot list the directory {str(d)!r}: {exc.strerror}.",
+                                 hint="Check its permissions.") from exc
+        for e in entries:
+            child_rel = f"{rel}{e.name}"
+            if e.name == ".loopml" and not rel:
+                continue
+            try:
+                est = e.stat()  # follows symlinks
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise DataInputError(f"The path {e.path!r} is a symlink loop.", hint="Fix or remove the link.") from exc
+                raise DataInputError(f"Cannot read {e.path!r}: {exc.strerror or exc}.",
+                                     hint="Fix the link or its permissions.") from exc
+            if stat_mod.S_ISDIR(est.st_mode):
+                walk(Path(e.path), child_rel + "/")
+            elif stat_mod.S_ISREG(est.st_mode):
+                out.append(StatEntry(child_rel, os.path.abspath(e.path), est.st_ino, est.st_size, est.st_mtime_ns))
+        seen.discard(ident)
+
+    walk(path, "")
+    out.sort(key=lambda s: s.rel)
+    return "directory", out
+
+
+def manifest_digest(files: Sequence[FileEntry]) -> str:
+    """The content id of a manifest: BLAKE3 of its canonical text (sorted path, size, digest lines)."""
+    text = "".join(f"{f.path}\t{f.size}\t{f.digest}\n" for f in sorted(files, key=lambda f: f.path))
+    return hash_bytes(text.encode())
+
+
+def version_id_for(name: str, content_digest: str) -> str:
+    return hash_bytes(f"{name}\0{content_digest}".encode())[:32]
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    name, _, sel = ref.partition("@")
+    return name, (sel or None)
+
+
+class DataService:
+    """Dataset versions over the metadata database and the content store."""
+
+    def __init__(self, db: Database, objects: ContentStore, settings: Settings) -> None:
+        self.db = db
+        self.objects = objects
+        self.settings = settings
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @property
+    def _state_cache(self) -> HashStateCache:
+        ws = self.settings.workspace_dir
+        return HashStateCache(ws / "hash-state.db" if ws.is_dir() else None)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.settings.workspace_dir / "data-cache"
+
+    def _row_to_version(self, row: Any, tags: Iterable[str] = ()) -> DatasetVersion:
+        m = row._mapping
+        return DatasetVersion(
+            id=m["id"], name=m["name"], version=int(m["version"]), created_at=float(m["created_at"]),
+            num_files=int(m["num_files"]), size=int(m["size"]), kind=m["kind"],
+            content_digest=m["content_digest"], message=m["message"], tags=tuple(sorted(tags)),
+            status=m["status"], source=m["source"], stats=m["stats"], validation=m["validation"],
+            created_by=m["created_by"],
+        )
+
+    def _tags_of(self, conn: Any, version_ids: Sequence[str]) -> dict[str, list[str]]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_tags
+
+        out: dict[str, list[str]] = {}
+        if not version_ids:
+            return out
+        for i in range(0, len(version_ids), 500):
+            rows = conn.execute(select(dataset_tags.c.version_id, dataset_tags.c.tag)
+                                .where(dataset_tags.c.version_id.in_(version_ids[i:i + 500])))
+            for vid, tag in rows:
+                out.setdefault(vid, []).append(tag)
+        return out
+
+    # -- reading ----------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> DatasetVersion:
+        """``name`` (latest), ``name@v3``, ``name@3``, ``name@<tag>`` or a version id."""
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_tags
+        from loopml.stores.metadata.schema.data import dataset_versions as dv
+
+        if not isinstance(ref, str) or not ref:
+            raise InvalidParameterError("ref", "data resolve", "'name', 'name@v3', 'name@tag' or a version id", ref)
+        name, sel = parse_ref(ref)
+        with self.db.read() as conn:
+            row = None
+            if sel is None:
+                row = conn.execute(select(dv).where(dv.c.name == name).order_by(dv.c.version.desc()).limit(1)).first()
+                if row is None and len(ref) == 32:
+                    row = conn.execute(select(dv).where(dv.c.id == ref)).first()
+            else:
+                num = sel[1:] if sel[:1] in ("v", "V") and sel[1:].isdigit() else sel
+                if num.isdigit():
+                    row = conn.execute(select(dv).where(dv.c.name == name, dv.c.version == int(num))).first()
+                if row is None:
+                    vid = conn.execute(select(dataset_tags.c.version_id).where(
+                        dataset_tags.c.name == name, dataset_tags.c.tag == sel)).scalar()
+                    if vid is not None:
+                        row = conn.execute(select(dv).where(dv.c.id == vid)).first()
+            if row is None:
+                raise NotFoundError(f"No dataset version {ref!r}.",
+                                    hint="List them with `loopml data ls` (versions: NAME@v1, NAME@TAG).")
+            tags = self._tags_of(conn, [row.id]).get(row.id, [])
+            return self._row_to_version(row, tags)
+
+    def latest_version_id(self, name: str) -> str | None:
+        try:
+            return self.resolve(name).id
+        except NotFoundError:
+            return None
+
+    def list_versions(self, name: str | None = None) -> list[DatasetVersion]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_versions as dv
+
+        with self.db.read() as conn:
+            q = select(dv).order_by(dv.c.name, dv.c.version)
+            if name:
+                q = q.where(dv.c.name == name)
+            rows = conn.execute(q).all()
+            tags = self._tags_of(conn, [r.id for r in rows])
+            return [self._row_to_version(r, tags.get(r.id, [])) for r in rows]
+
+    def files(self, ref: str | DatasetVersion) -> list[FileEntry]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_files as df
+
+        v = ref if isinstance(ref, DatasetVersion) else self.resolve(ref)
+        with self.db.read() as conn:
+            rows = conn.execute(select(df.c.path, df.c.size, df.c.digest).where(df.c.version_id == v.id)
+                                .order_by(df.c.path)).all()
+        return [FileEntry(r[0], int(r[1]), r[2]) for r in rows]
+
+    # -- adding -----------------------------------------------------------------------
+
+    def add(self, path: str | os.PathLike[str], name: str, *, tags: Sequence[str] = (),
+            message: str | None = None, progress: Progress | None = None) -> DatasetVersion:
+        """Version a file or directory under ``name``; identical content returns the existing version."""
+        return self.add_detailed(path, name, tags=tags, message=message, progress=progress).version
+
+    def add_detailed(self, path: str | os.PathLike[str], name: str, *, tags: Sequence[str] = (),
+                     message: str | None = None, progress: Progress | None = None,
+                     kind: str | None = None) -> AddResult:
+        check_name(name)
+        progress = progress or NullProgress()
+        src = Path(path)
+        scanned_kind, entries = scan_path(src)
+        if kind is None:
+            kind = "table" if scanned_kind == "file" and is_table_path(src) else scanned_kind
+        total = sum(e.size for e in entries)
+
+        def unreadable(e: StatEntry, exc: OSError) -> Exception:
+            return DataInputError(f"Cannot read {e.abspath!r}: {exc.strerror or exc}.",
+                                  hint="Check its permissions; nothing was stored.")
+
+        with progress.task(f"Hashing {name}", total, unit="bytes") as advance:
+            digests, hashed = self._state_cache.digests(entries, on_hashed=advance, on_error=unreadable)
+        files = [FileEntry(e.rel, e.size, digests[e.abspath]) for e in entries]
+        content = manifest_digest(files)
+        vid = version_id_for(name, content)
+        existing = self._find_content(name, content)
+        if existing is not None:
+            if tags:
+                for t in tags:
+                    self.tag(existing.label, t)
+                existing = self.resolve(existing.id)
+            return AddResult(existing, unchanged=True, hashed_files=hashed)
+
+        stored, stored_bytes = self._store_objects(entries, digests, progress)
+        stats = None
+        if kind == "table":
+            stats = table_stats(read_table(src, display_path=str(src)))
+        t0 = time.time()
+        version = self._insert_version(vid, name, kind, content, files, message=message, tags=tags,
+                                       source=str(src.resolve()), stats=stats)
+        return AddResult(version, unchanged=version.created_at < t0,
+                         hashed_files=hashed, stored_files=stored, stored_bytes=stored_bytes)
+
+    def _find_content(self, name: str, content: str) -> DatasetVersion | None:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_versions as dv
+
+        with self.db.read() as conn:
+            row = conn.execute(select(dv).where(dv.c.name == name, dv.c.content_digest == content)
+                               .order_by(dv.c.version).limit(1)).first()
+            if row is None:
+                return None
+            return self._row_to_version(row, self._tags_of(conn, [row.id]).get(row.id, []))
+
+    def _store_objects(self, entries: Sequence[StatEntry], digests: dict[str, str],
+                       progress: Progress) -> tuple[int, int]:
+        by_digest: dict[str, StatEntry] = {}
+        for e in entries:
+            by_digest.setdefault(digests[e.abspath], e)
+        missing = self.objects.missing(list(by_digest))
+        todo = [(d, by_digest[d]) for d in sorted(missing)]
+        if not todo:
+            return 0, 0
+        total = sum(e.size for _, e in todo)
+        with progress.task("Storing objects", total, unit="bytes") as advance:
+            if self.objects.is_local:
+                def put(item: tuple[str, StatEntry]) -> None:
+                    d, e = item
+                    try:
+                        ref = self.objects.put_file(e.abspath)
+                    except OSError as exc:
+                        raise DataInputError(f"Cannot read {e.abspath!r}: {exc.strerror or exc}.") from exc
+                    if ref.digest != d:
+                        raise ConflictError(f"The file {e.abspath!r} changed while it was being added.",
+                                            hint="Run the add again when nothing is writing to it.")
+                    advance(e.size)
+
+                workers = max(1, min(8, (os.cpu_count() or 2) * 2, len(todo)))
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(put, todo))
+            else:
+                from loopml.stores.artifacts.hashing import object_key
+
+                self.objects.backend.put_files([(Path(e.abspath), object_key(d)) for d, e in todo])
+                advance(total)
+        return len(todo), total
+
+    def _insert_version(self, vid: str, name: str, kind: str, content: str, files: Sequence[FileEntry], *,
+                        message: str | None, tags: Sequence[str], source: str | None,
+                        stats: dict[str, Any] | None) -> DatasetVersion:
+        from sqlalchemy import func, insert, select
+        from sqlalchemy.exc import IntegrityError
+
+        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.schema.data import dataset_files, dataset_tags
+        from loopml.stores.metadata.schema.data import dataset_versions as dv
+
+        status = "ok"
+        validation = None
+        rules = self.get_rules(name)
+        if rules is not None and kind == "table" and stats is not None and source:
+            from loopml.services.data.validation import run_rules
+
+            report = run_rules(read_table(source), rules, name)
+            validation = report.to_dict()
+            status = "ok" if report.passed else "failing"
+        for attempt in range(20):
+            existing = self._find_content(name, content)
+            if existing is not None:
+                return existing
+            try:
+                with self.db.write() as conn:
+                    cur = conn.execute(select(func.max(dv.c.version)).where(dv.c.name == name)).scalar()
+                    number = int(cur or 0) + 1
+                    now = time.time()
+                    conn.execute(insert(dv).values(
+                        id=vid, name=name, version=number, created_at=now, created_by=self.settings.actor,
+                        kind=kind, content_digest=content, num_files=len(files),
+                        size=sum(f.size for f in files), message=message, source=source, status=status,
+                        stats=stats, validation=validation))
+                    if files:
+                        conn.execute(insert(dataset_files), [
+                            {"version_id": vid, "path": f.path, "size": f.size, "digest": f.digest} for f in files])
+                    for t in tags:
+                        conn.execute(dataset_tags.delete().where(dataset_tags.c.name == name, dataset_tags.c.tag == t))
+                        conn.execute(insert(dataset_tags).values(name=name, tag=t, version_id=vid, created_at=now))
+                    append_event(conn, actor=self.settings.actor, action="dataset.version_created",
+                                 object_type="dataset_version", object_id=vid,
+                                 details={"name": name, "version": number, "files": len(files),
+                                          "status": status})
+                break
+            except IntegrityError:
+                time.sleep(0.05 * (attempt + 1))  # a concurrent add took the number or the same content
+        else:
+            raise ConflictError(f"Could not record a new version of {name!r}: too many concurrent writers.",
+                                hint="Retry the add.")
+        return self.resolve(vid)
+
+    def save_table(self, table: Any, name: str, *, tags: Sequence[str] = (), message: str | None = None,
+                   progress: Progress | None = None) -> DatasetVersion:
+        """Store a pandas DataFrame or Arrow table as Parquet under ``name``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        check_name(name)
+        if isinstance(table, pa.Table):
+            arrow = table
+        else:
+            try:
+                arrow = pa.Table.from_pandas(table, preserve_index=False)
+            except Exception as exc:
+                raise InvalidParameterError("table", "data.save", "a pandas DataFrame or a pyarrow Table",
+                                            type(table).__name__) from exc
+        tmp_root = self.settings.workspace_dir if self.settings.workspace_dir.is_dir() else None
+        with tempfile.TemporaryDirectory(dir=tmp_root, prefix=".save-") as tmp:
+            leaf = name.rsplit("/", 1)[-1]
+            path = Path(tmp) / f"{leaf}.parquet"
+            pq.write_table(arrow, path)
+            return self.add_detailed(path, name, tags=tags, message=message, progress=progress,
+                                     kind="table").version
+
+    # -- tags -------------------------------------------------------------------------
+
+    def tag(self, ref: str, tag: str) -> DatasetVersion:
+        from sqlalchemy import insert
+
+        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.schema.data import dataset_tags
+
+        if not tag or "@" in tag or tag.isdigit() or (tag[:1] == "v" and tag[1:].isdigit()):
+            raise InvalidParameterError("tag", "data tag", "a name that is not a version number (like v3)", tag)
+        v = self.resolve(ref)
+        with self.db.write() as conn:
+            conn.execute(dataset_tags.delete().where(dataset_tags.c.name == v.name, dataset_tags.c.tag == tag))
+            conn.execute(insert(dataset_tags).values(name=v.name, tag=tag, version_id=v.id, created_at=time.time()))
+            append_event(conn, actor=self.settings.actor, action="dataset.tagged", object_type="dataset_version",
+                         object_id=v.id, details={"tag": tag})
+        return self.resolve(v.id)
+
+    # -- working copy -----------------------------------------------------------------
+
+    def status(self, path: str | os.PathLike[str], name: str) -> StatusReport:
+        """What changed at ``path`` since the latest version of ``name`` (only changed files are rehashed)."""
+        try:
+            base = self.resolve(name)
+        except NotFoundError:
+            base = None
+        _, entries = scan_path(Path(path))
+        digests, hashed = self._state_cache.digests(entries)
+        now = {e.rel: digests[e.abspath] for e in entries}
+        old = {f.path: f.digest for f in self.files(base)} if base else {}
+        return StatusReport(
+            name=name, base=base.label if base else None,
+            added=sorted(set(now) - set(old)), removed=sorted(set(old) - set(now)),
+            modified=sorted(p for p in set(now) & set(old) if now[p] != old[p]), hashed_files=hashed)
+
+    def checkout(self, ref: str, dest: str | os.PathLike[str] | None = None, *, link: LinkMode = "copy",
+                 progress: Progress | None = None) -> Path:
+        """Write a version's files under ``dest`` (default ./NAME); paths may not escape it."""
+        v = self.resolve(ref)
+        files = self.files(v)
+        root = Path(dest) if dest is not None else Path(v.name.rsplit("/", 1)[-1])
+        root_abs = root.resolve()
+        targets: list[tuple[FileEntry, Path]] = []
+        for f in files:
+            pure = PurePosixPath(f.path)
+            target = (root_abs / pure).resolve()
+            if pure.is_absolute() or ".." in pure.parts or not target.is_relative_to(root_abs):
+                raise DataInputError(f"The path {f.path!r} of {v.label} would escape the target directory "
+                                     f"{str(root_abs)!r}; nothing was written.")
+            targets.append((f, target))
+        missing = self.objects.missing(sorted({f.digest for f in files}))
+        if missing:
+            raise NotFoundError(f"{len(missing)} objects of {v.label} are not in the local store.",
+                                hint="Pull them first: loopml data pull " + v.label)
+        progress = progress or NullProgress()
+        with progress.task(f"Checking out {v.label}", sum(f.size for f in files), unit="bytes") as advance:
+            def one(item: tuple[FileEntry, Path]) -> None:
+                f, target = item
+                self.objects.export(f.digest, target, link=link)
+                advance(f.size)
+
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+                list(pool.map(one, targets))
+        return root_abs
+
+    def local_path(self, ref: str) -> Path:
+        """A local path holding the version (the file itself for file/table versions), materialized once."""
+        v = self.resolve(ref)
+        final = self.cache_dir / v.id
+        if not final.exists():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".tmp-"))
+            try:
+                self.checkout(v.id, tmp, link="auto")
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not final.exists():
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if v.kind in ("file", "table"):
+            files = self.files(v)
+            if len(files) == 1:
+                return final / files[0].path
+        return final
+
+    def load_table(self, ref: str) -> Any:
+        """The version as a pandas DataFrame (tables only)."""
+        v = self.resolve(ref)
+        if v.kind != "table":
+            raise InvalidParameterError("ref", "data load_table", "a table version (CSV or Parquet)", ref)
+        return read_table(self.local_path(v.id), display_path=v.label)
+
+    # -- comparing --------------------------------------------------------------------
+
+    def diff(self, a: str, b: str) -> DatasetDiff:
+        from loopml.services.data.diff import DatasetDiff, diff_manifests, diff_stats
+
+        va, vb = self.resolve(a), self.resolve(b)
+        result = DatasetDiff(va.label, vb.label)
+        result.added, result.removed, result.modified = diff_manifests(self.files(va), self.files(vb))
+        diff_stats(result, va.stats, vb.stats)
+        return result
+
+    # -- validation -------------------------------------------------------------------
+
+    def set_rules(self, name: str, rules: dict[str, Any]) -> None:
+        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.schema.data import dataset_rules
+
+        check_name(name)
+        with self.db.write() as conn:
+            conn.execute(dataset_rules.delete().where(dataset_rules.c.name == name))
+            conn.execute(dataset_rules.insert().values(name=name, rules=rules, updated_at=time.time()))
+            append_event(conn, actor=self.settings.actor, action="dataset.rules_set", object_type="dataset",
+                         object_id=name, details={"rules": rules})
+
+    def get_rules(self, name: str) -> dict[str, Any] | None:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_rules
+
+        with self.db.read() as conn:
+            value = conn.execute(select(dataset_rules.c.rules).where(dataset_rules.c.name == name)).scalar()
+        return dict(value) if value is not None else None
+
+    def validate(self, ref: str, rules: dict[str, Any] | None = None) -> ValidationReport:
+        """Run ``rules`` (or the rules attached to the dataset) on a table version."""
+        from loopml.services.data.validation import run_rules
+
+        v = self.resolve(ref)
+        rules = rules if rules is not None else self.get_rules(v.name)
+        if rules is None:
+            raise ValidationFailedError(f"No rules for {v.name!r}.",
+                                        hint="Pass --rules FILE or attach rules: loopml data rules set NAME FILE")
+        return run_rules(self.load_table(v.id), rules, v.label)
+
+    # -- lineage ----------------------------------------------------------------------
+
+    def record_use(self, version_id: str, *, consumer_type: str, consumer_id: str, role: str = "input") -> None:
+        """Record that a consumer (run, pipeline run, model …) read a dataset version; idempotent."""
+        from sqlalchemy import insert, select
+
+        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.schema.data import dataset_uses as du
+        from loopml.stores.metadata.schema.data import dataset_versions as dv
+
+        with self.db.write() as conn:
+            if conn.execute(select(dv.c.id).where(dv.c.id == version_id)).first() is None:
+                raise NotFoundError(f"No dataset version with id {version_id!r}.")
+            exists = conn.execute(select(du.c.ts).where(
+                du.c.version_id == version_id, du.c.consumer_type == consumer_type,
+                du.c.consumer_id == consumer_id, du.c.role == role)).first()
+            if exists is not None:
+                return
+            conn.execute(insert(du).values(version_id=version_id, consumer_type=consumer_type,
+                                           consumer_id=consumer_id, role=role, ts=time.time()))
+            append_event(conn, actor=self.settings.actor, action="dataset.used", object_type="dataset_version",
+                         object_id=version_id, details={"consumer_type": consumer_type,
+                                                        "consumer_id": consumer_id, "role": role})
+
+    def consumers_of(self, version_id: str) -> list[DatasetUse]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_uses as du
+
+        with self.db.read() as conn:
+            rows = conn.execute(select(du).where(du.c.version_id == version_id).order_by(du.c.ts)).all()
+        return [DatasetUse(r.version_id, r.consumer_type, r.consumer_id, r.role, float(r.ts)) for r in rows]
+
+    def inputs_of(self, consumer_type: str, consumer_id: str) -> list[DatasetVersion]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_uses as du
+
+        with self.db.read() as conn:
+            ids = [r[0] for r in conn.execute(select(du.c.version_id).where(
+                du.c.consumer_type == consumer_type, du.c.consumer_id == consumer_id).order_by(du.c.ts))]
+        return [self.resolve(i) for i in ids]
+
+    # -- upkeep -----------------------------------------------------------------------
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> tuple[int, int]:
+        """Delete objects referenced by nothing (older than the grace period); returns (count, bytes)."""
+        referenced = self.db.referenced_digests()
+        now = time.time()
+        count = size = 0
+        for obj in list(self.objects.iter_objects()):
+            if obj.digest in referenced:
+                continue
+            local = self.objects.local_path(obj.digest)
+            if local is not None:
+                try:
+                    if now - local.stat().st_mtime < grace_seconds:
+                        continue
+                except OSError:
+                    continue
+            count += 1
+            size += obj.size
+            if not dry_run:
+                self.objects.delete(obj.digest)
+        return count, size
