@@ -114,7 +114,77 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, (sel or None)
 
 
-class DataService:
+class _RemoteMixin:
+    db: Database
+    objects: ContentStore
+    settings: Settings
+
+    def add_remote(self, name: str, url: str, *, endpoint_url: str | None = None,
+                   options: dict[str, Any] | None = None) -> None:
+        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.schema.data import data_remotes
+
+        opts = dict(options or {})
+        if endpoint_url:
+            opts.setdefault("client_kwargs", {})["endpoint_url"] = endpoint_url
+        with self.db.write() as conn:
+            conn.execute(data_remotes.delete().where(data_remotes.c.name == name))
+            conn.execute(data_remotes.insert().values(name=name, url=url, options=opts))
+            append_event(conn, actor=self.settings.actor, action="data.remote_set", object_type="data_remote",
+                         object_id=name, details={"url": url})
+
+    def list_remotes(self) -> list[tuple[str, str, dict[str, Any]]]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import data_remotes
+
+        with self.db.read() as conn:
+            return [(r.name, r.url, dict(r.options or {})) for r in conn.execute(select(data_remotes)
+                                                                               .order_by(data_remotes.c.name))]
+
+    def _remote(self, remote: str | None) -> Any:
+        from loopml.services.data.remote import DataRemote
+
+        remotes = {n: (u, o) for n, u, o in self.list_remotes()}
+        if remote is None:
+            if len(remotes) != 1:
+                raise InvalidParameterError("remote", "data push/pull",
+                                            f"a remote name ({', '.join(remotes) or 'none defined'}) or URL", remote)
+            remote = next(iter(remotes))
+        if remote in remotes:
+            url, stored = remotes[remote]
+            return DataRemote(url, stored)
+        if "://" in remote or "/" in remote:
+            opts: dict[str, Any] = {}
+            if self.settings.s3_endpoint_url and remote.startswith("s3"):
+                opts = {"client_kwargs": {"endpoint_url": self.settings.s3_endpoint_url}}
+            return DataRemote(remote, opts)
+        raise NotFoundError(f"No data remote named {remote!r}.", hint="Add it: loopml data remote add NAME URL")
+
+    def _digests_of(self, refs: Sequence[str] | None) -> list[str]:
+        from sqlalchemy import select
+
+        from loopml.stores.metadata.schema.data import dataset_files
+
+        with self.db.read() as conn:
+            q = select(dataset_files.c.digest).distinct()
+            if refs:
+                ids = [self.resolve(r).id for r in refs]  # type: ignore[attr-defined]
+                q = q.where(dataset_files.c.version_id.in_(ids))
+            return [r[0] for r in conn.execute(q)]
+
+    def push(self, refs: Sequence[str] | None = None, *, remote: str | None = None,
+             progress: Progress | None = None) -> Any:
+        """Upload the objects of ``refs`` (default: every version) that the remote lacks."""
+        return self._remote(remote).push(self.objects, self._digests_of(refs), progress)
+
+    def pull(self, refs: Sequence[str] | None = None, *, remote: str | None = None,
+             progress: Progress | None = None) -> Any:
+        """Download the objects of ``refs`` (default: every version) the local store lacks, verified."""
+        return self._remote(remote).pull(self.objects, self._digests_of(refs), progress)
+
+
+class DataService(_RemoteMixin):
     """Dataset versions over the metadata database and the content store."""
 
     def __init__(self, db: Database, objects: ContentStore, settings: Settings) -> None:
@@ -230,7 +300,7 @@ class DataService:
 
     def add_detailed(self, path: str | os.PathLike[str], name: str, *, tags: Sequence[str] = (),
                      message: str | None = None, progress: Progress | None = None,
-                     kind: str | None = None) -> AddResult:
+                     kind: str | None = None, source: str | None = None) -> AddResult:
         check_name(name)
         progress = progress or NullProgress()
         src = Path(path)
@@ -262,7 +332,7 @@ class DataService:
             stats = table_stats(read_table(src, display_path=str(src)))
         t0 = time.time()
         version = self._insert_version(vid, name, kind, content, files, message=message, tags=tags,
-                                       source=str(src.resolve()), stats=stats)
+                                       source=source or str(src.resolve()), stats=stats)
         return AddResult(version, unchanged=version.created_at < t0,
                          hashed_files=hashed, stored_files=stored, stored_bytes=stored_bytes)
 
@@ -383,7 +453,7 @@ class DataService:
             path = Path(tmp) / f"{leaf}.parquet"
             pq.write_table(arrow, path)
             return self.add_detailed(path, name, tags=tags, message=message, progress=progress,
-                                     kind="table").version
+                                     kind="table", source="python: data.save").version
 
     # -- tags -------------------------------------------------------------------------
 

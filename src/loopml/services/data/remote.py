@@ -1,0 +1,234 @@
+"""Data remotes: push and pull objects to any fsspec URL, packing small objects into pack files.
+
+Remote layout under the URL:
+    packs/<id>.pack   small objects concatenated
+    packs/<id>.idx    JSON {digest: [offset, length]}; written after its pack, so an index is the commit mark
+    objects/<aa>/<rest>   big objects, one file each
+Existence on the remote is answered by listing ``packs/`` and ``objects/`` once and reading the indexes
+concurrently, never by one request per object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopml.errors import CorruptObjectError, RemoteUnavailableError
+from loopml.progress import NullProgress, Progress
+from loopml.stores.artifacts.cas import ContentStore
+from loopml.stores.artifacts.hashing import digest_from_key, hash_bytes, object_key
+
+PACK_THRESHOLD = 1024 * 1024  # objects smaller than this go into packs
+PACK_TARGET = 64 * 1024 * 1024  # bytes per pack
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    objects: int
+    bytes: int
+    transfers: int
+    skipped: int
+
+
+@dataclass
+class RemoteIndex:
+    packs: dict[str, dict[str, tuple[int, int]]]  # pack id -> digest -> (offset, length)
+    loose: set[str]
+
+    def digests(self) -> set[str]:
+        out = set(self.loose)
+        for idx in self.packs.values():
+            out.update(idx)
+        return out
+
+
+class DataRemote:
+    """One remote location; every failure to reach it raises RemoteUnavailableError naming the URL."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        except (ValueError, ImportError) as exc:
+            raise RemoteUnavailableError(f"Cannot use the remote {url!r}: {exc}.",
+                                         hint="Use an fsspec URL such as s3://bucket/prefix or a directory.") from exc
+        protocol = self.fs.protocol
+        protocols = {protocol} if isinstance(protocol, str) else set(protocol)
+        self._atomic = bool(protocols & {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"})
+
+    def _fail(self, exc: Exception, what: str) -> RemoteUnavailableError:
+        return RemoteUnavailableError(f"The remote {self.url!r} failed to {what}: {exc}.",
+                                      hint="Check the URL, the endpoint (--endpoint-url) and the credentials.")
+
+    def _p(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def index(self) -> RemoteIndex:
+        try:
+            self.fs.invalidate_cache()
+            try:
+                listing = self.fs.find(self.root)
+            except FileNotFoundError:
+                listing = []
+            prefix = self.root.rstrip("/") + "/"
+            keys = [p[len(prefix):] if p.startswith(prefix) else p for p in listing]
+            idx_keys = [k for k in keys if k.startswith("packs/") and k.endswith(".idx")]
+            loose = {d for k in keys if k.startswith("objects/")
+                     for d in [digest_from_key(k[len("objects/"):])] if d}
+            packs: dict[str, dict[str, tuple[int, int]]] = {}
+            if idx_keys:
+                blobs = self.fs.cat([self._p(k) for k in idx_keys])
+                for k in idx_keys:
+                    raw = blobs[self._p(k)]
+                    pack_id = k[len("packs/"):-len(".idx")]
+                    packs[pack_id] = {d: (int(v[0]), int(v[1])) for d, v in json.loads(raw).items()}
+            return RemoteIndex(packs, loose)
+        except RemoteUnavailableError:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, "list its contents") from exc
+
+    def _upload(self, items: list[tuple[str, str]]) -> None:
+        """(local file, remote key) pairs, concurrently; each lands under its final name whole."""
+        if not items:
+            return
+        try:
+            if self._atomic:
+                self.fs.put([s for s, _ in items], [self._p(k) for _, k in items])
+            else:
+                for src, key in items:
+                    final = self._p(key)
+                    tmp = f"{final}.{uuid.uuid4().hex[:8]}.part"
+                    self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                    self.fs.put_file(src, tmp)
+                    self.fs.mv(tmp, final)
+        except Exception as exc:
+            raise self._fail(exc, "store files") from exc
+
+    def push(self, store: ContentStore, digests: Iterable[str], progress: Progress | None = None) -> TransferResult:
+        progress = progress or NullProgress()
+        wanted = sorted(set(digests))
+        have = self.index().digests()
+        need = [d for d in wanted if d not in have]
+        if not need:
+            return TransferResult(0, 0, 0, len(wanted))
+        sizes = {d: store.size(d) for d in need}
+        small = [d for d in need if sizes[d] < PACK_THRESHOLD]
+        big = [d for d in need if sizes[d] >= PACK_THRESHOLD]
+        total = sum(sizes.values())
+        with tempfile.TemporaryDirectory(prefix="loopml-push-") as tmp, \
+                progress.task("Pushing", total, unit="bytes") as advance:
+            uploads: list[tuple[str, str]] = []
+            idx_uploads: list[tuple[str, str]] = []
+            group: list[str] = []
+            group_size = 0
+
+            def flush() -> None:
+                nonlocal group, group_size
+                if not group:
+                    return
+                pack_id = uuid.uuid4().hex
+                pack_path = os.path.join(tmp, f"{pack_id}.pack")
+                index: dict[str, list[int]] = {}
+                offset = 0
+                with open(pack_path, "wb") as out:
+                    for d in group:
+                        data = store.read_bytes(d)
+                        out.write(data)
+                        index[d] = [offset, len(data)]
+                        offset += len(data)
+                idx_path = os.path.join(tmp, f"{pack_id}.idx")
+                Path(idx_path).write_text(json.dumps(index))
+                uploads.append((pack_path, f"packs/{pack_id}.pack"))
+                idx_uploads.append((idx_path, f"packs/{pack_id}.idx"))
+                group, group_size = [], 0
+
+            for d in small:
+                group.append(d)
+                group_size += sizes[d]
+                if group_size >= PACK_TARGET:
+                    flush()
+            flush()
+            for d in big:
+                local = store.local_path(d)
+                if local is None:
+                    local = Path(tmp) / d
+                    store.export(d, local)
+                uploads.append((str(local), f"objects/{object_key(d)}"))
+            self._upload(uploads)
+            self._upload(idx_uploads)  # indexes last: a pack without an index is invisible
+            advance(total)
+        return TransferResult(len(need), total, len(uploads) + len(idx_uploads), len(wanted) - len(need))
+
+    def pull(self, store: ContentStore, digests: Iterable[str], progress: Progress | None = None) -> TransferResult:
+        progress = progress or NullProgress()
+        wanted = sorted(set(digests))
+        need = store.missing(wanted) if wanted else set()
+        if not need:
+            return TransferResult(0, 0, 0, len(wanted))
+        store.ensure()
+        remote = self.index()
+        by_pack: dict[str, list[str]] = {}
+        loose: list[str] = []
+        located: set[str] = set()
+        for pack_id, idx in remote.packs.items():
+            for d in need:
+                if d in idx and d not in located:
+                    by_pack.setdefault(pack_id, []).append(d)
+                    located.add(d)
+        for d in need:
+            if d not in located and d in remote.loose:
+                loose.append(d)
+                located.add(d)
+        absent = sorted(need - located)
+        if absent:
+            raise RemoteUnavailableError(
+                f"The remote {self.url!r} lacks {len(absent)} objects (e.g. {absent[0]}).",
+                hint="Push them from a workspace that has them.")
+        total_bytes = sum(remote.packs[p][d][1] for p, ds in by_pack.items() for d in ds)
+        got = 0
+        with tempfile.TemporaryDirectory(prefix="loopml-pull-") as tmp, \
+                progress.task("Pulling", None, unit="bytes") as advance:
+            items = [(f"packs/{p}.pack", os.path.join(tmp, f"{p}.pack")) for p in by_pack]
+            items += [(f"objects/{object_key(d)}", os.path.join(tmp, d)) for d in loose]
+            try:
+                self.fs.get([self._p(k) for k, _ in items], [lp for _, lp in items])
+            except Exception as exc:
+                raise self._fail(exc, "send files") from exc
+
+            def unpack(pack_id: str) -> int:
+                n = 0
+                data = Path(tmp, f"{pack_id}.pack").read_bytes()
+                for d in by_pack[pack_id]:
+                    off, length = remote.packs[pack_id][d]
+                    blob = data[off:off + length]
+                    if hash_bytes(blob) != d:
+                        raise CorruptObjectError(f"Object {d} in pack {pack_id} of {self.url!r} is corrupt.",
+                                                 hint="Push it again from a workspace that has it.")
+                    store.put_bytes(blob)
+                    n += length
+                advance(n)
+                return n
+
+            def take_loose(d: str) -> int:
+                ref = store.put_file(os.path.join(tmp, d))
+                if ref.digest != d:
+                    store.delete(ref.digest) if ref.digest not in wanted else None
+                    raise CorruptObjectError(f"Object {d} on {self.url!r} is corrupt (hashes to {ref.digest}).")
+                advance(ref.size)
+                return ref.size
+
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+                got += sum(pool.map(unpack, list(by_pack)))
+                got += sum(pool.map(take_loose, loose))
+        del total_bytes
+        return TransferResult(len(need), got, len(items), len(wanted) - len(need))
