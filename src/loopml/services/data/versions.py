@@ -326,13 +326,25 @@ class DataService(_RemoteMixin):
                 existing = self.resolve(existing.id)
             return AddResult(existing, unchanged=True, hashed_files=hashed)
 
-        stored, stored_bytes = self._store_objects(entries, digests, progress)
-        stats = None
+        stats = validation = None
+        status = "ok"
         if kind == "table":
-            stats = table_stats(read_table(src, display_path=str(src)))
+            # Parsed before anything is stored: a table that fails to parse leaves nothing behind.
+            frame = read_table(entries[0].abspath, display_path=str(src))
+            stats = table_stats(frame)
+            rules = self.get_rules(name)
+            if rules is not None:
+                from loopml.services.data.validation import run_rules
+
+                report = run_rules(frame, rules, name)
+                validation = report.to_dict()
+                status = "ok" if report.passed else "failing"
+            del frame
+        stored, stored_bytes = self._store_objects(entries, digests, progress)
         t0 = time.time()
         version = self._insert_version(vid, name, kind, content, files, message=message, tags=tags,
-                                       source=source or str(src.resolve()), stats=stats)
+                                       source=source or str(src.resolve()), stats=stats,
+                                       status=status, validation=validation)
         return AddResult(version, unchanged=version.created_at < t0,
                          hashed_files=hashed, stored_files=stored, stored_bytes=stored_bytes)
 
@@ -383,7 +395,8 @@ class DataService(_RemoteMixin):
 
     def _insert_version(self, vid: str, name: str, kind: str, content: str, files: Sequence[FileEntry], *,
                         message: str | None, tags: Sequence[str], source: str | None,
-                        stats: dict[str, Any] | None) -> DatasetVersion:
+                        stats: dict[str, Any] | None, status: str = "ok",
+                        validation: dict[str, Any] | None = None) -> DatasetVersion:
         from sqlalchemy import func, insert, select
         from sqlalchemy.exc import IntegrityError
 
@@ -391,15 +404,6 @@ class DataService(_RemoteMixin):
         from loopml.stores.metadata.schema.data import dataset_files, dataset_tags
         from loopml.stores.metadata.schema.data import dataset_versions as dv
 
-        status = "ok"
-        validation = None
-        rules = self.get_rules(name)
-        if rules is not None and kind == "table" and stats is not None and source:
-            from loopml.services.data.validation import run_rules
-
-            report = run_rules(read_table(source), rules, name)
-            validation = report.to_dict()
-            status = "ok" if report.passed else "failing"
         for attempt in range(20):
             existing = self._find_content(name, content)
             if existing is not None:
