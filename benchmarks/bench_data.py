@@ -1,0 +1,158 @@
+"""Benchmark: loopml data vs DVC 3.x on the same data, same machine, same run; prints ratios.
+
+Run:  bash benchmarks/setup_dvc.sh && .venv/bin/python benchmarks/bench_data.py [--scale 1.0]
+Both tools are timed as CLI processes (interpreter start included). Data is random bytes under
+benchmarks/.work/ (removed at the end). A moto S3 server is started on 127.0.0.1 for push/pull.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+LOOPML = [str(ROOT / ".venv" / "bin" / "loopml"), "--quiet"]
+DVC = [str(HERE / ".venvs" / "dvc" / "bin" / "dvc")]
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+       "AWS_DEFAULT_REGION": "us-east-1", "DVC_NO_ANALYTICS": "1", "LOOPML_ACTOR": "bench"}
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return dt, p.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_random(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            n = min(left, 16 * 1024 * 1024)
+            fh.write(os.urandom(n))
+            left -= n
+
+
+def wipe_objects(ws: Path) -> None:
+    for child in (ws / ".loopml" / "objects").iterdir():
+        if len(child.name) == 2:
+            shutil.rmtree(child)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="1.0 = 1 GiB file, 10,000 files / 500 MB")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    big_size = int(1024**3 * args.scale)
+    n_files = max(10, int(10_000 * args.scale))
+    small_size = 50 * 1000
+    shutil.rmtree(WORK, ignore_errors=True)
+    dvc_repo, ws = WORK / "dvcrepo", WORK / "loopws"
+    dvc_repo.mkdir(parents=True)
+    ws.mkdir()
+    run([*DVC, "init", "--no-scm", "-q"], dvc_repo)
+    run([*LOOPML, "init"], ws)
+    versions = {"dvc": run([*DVC, "--version"], dvc_repo)[1].strip(),
+                "loopml": run([str(ROOT / ".venv/bin/python"), "-c", "import loopml;print(loopml.__version__)"], ws)[1].strip()}
+    results: list[tuple[str, float, float, str]] = []
+
+    def record(label: str, t_loop: float, t_dvc: float, note: str = "") -> None:
+        results.append((label, t_loop, t_dvc, note))
+        print(f"{label:45} loopml {t_loop:7.2f}s  dvc {t_dvc:7.2f}s  ratio {t_dvc / t_loop:6.1f}x {note}", flush=True)
+
+    # 1. one big file (the same file, inside the DVC repo; loopml adds it by path)
+    big = dvc_repo / "big.bin"
+    write_random(big, big_size)
+    t_l, _ = run([*LOOPML, "data", "add", str(big), "--name", "big"], ws)
+    t_d, _ = run([*DVC, "add", "-q", "big.bin"], dvc_repo)
+    record(f"add one {big_size / 1024**3:.2f} GiB file", t_l, t_d)
+
+    # 2. many files
+    many = dvc_repo / "many"
+    for i in range(n_files):
+        write_random(many / f"d{i % 100:02}" / f"f{i:05}.bin", small_size)
+    total_mb = n_files * small_size / 1e6
+    t_l, _ = run([*LOOPML, "data", "add", str(many), "--name", "many"], ws)
+    t_d, _ = run([*DVC, "add", "-q", "many"], dvc_repo)
+    record(f"add {n_files} files / {total_mb:.0f} MB", t_l, t_d)
+
+    # 3. nothing changed: status and re-add
+    t_l, out = run([*LOOPML, "data", "status", str(many), "--name", "many", "--json"], ws)
+    assert json.loads(out)["clean"]
+    t_d, _ = run([*DVC, "status", "-q"], dvc_repo)
+    record("status, nothing changed", t_l, t_d)
+    t_l, out = run([*LOOPML, "data", "add", str(many), "--name", "many", "--json"], ws)
+    assert json.loads(out)["unchanged"]
+    t_d, _ = run([*DVC, "add", "-q", "many"], dvc_repo)
+    record("re-add, nothing changed", t_l, t_d, f"(loopml hashed {json.loads(out)['hashed_files']} files)")
+
+    # 4. one file changed
+    write_random(many / "d07" / "f00007.bin", small_size)
+    t_l, out = run([*LOOPML, "data", "add", str(many), "--name", "many", "--json"], ws)
+    hashed = json.loads(out)["hashed_files"]
+    t_d, _ = run([*DVC, "add", "-q", "many"], dvc_repo)
+    record("re-add, one file changed", t_l, t_d, f"(loopml hashed {hashed} file(s))")
+
+    # 5. push / pull of the many-files dataset to moto S3 on loopback
+    port = free_port()
+    moto = subprocess.Popen([str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        s3.create_bucket(Bucket="loopml-bench")
+        s3.create_bucket(Bucket="dvc-bench")
+        endpoint = f"http://127.0.0.1:{port}"
+        run([*LOOPML, "data", "remote", "add", "s3", "s3://loopml-bench/store", "--endpoint-url", endpoint], ws)
+        run([*DVC, "remote", "add", "-d", "s3", "s3://dvc-bench/store"], dvc_repo)
+        run([*DVC, "remote", "modify", "s3", "endpointurl", endpoint], dvc_repo)
+        t_l, _ = run([*LOOPML, "data", "push", "many"], ws)
+        t_d, _ = run([*DVC, "push", "-q", "many.dvc"], dvc_repo)
+        record(f"push {n_files} files to S3 (moto)", t_l, t_d)
+        wipe_objects(ws)
+        shutil.rmtree(dvc_repo / ".dvc" / "cache")
+        t_l, _ = run([*LOOPML, "data", "pull", "many"], ws)
+        t_d, _ = run([*DVC, "fetch", "-q", "many.dvc"], dvc_repo)
+        record(f"pull {n_files} files into empty cache", t_l, t_d, "(dvc fetch)")
+        shutil.rmtree(dvc_repo / ".dvc" / "cache")
+        t_d2, _ = run([*DVC, "pull", "-q", "-f", "many.dvc"], dvc_repo)
+        record(f"pull {n_files} files into empty cache", t_l, t_d2, "(dvc pull)")
+    finally:
+        moto.terminate()
+        moto.wait()
+    print("\nversions:", versions)
+    print(json.dumps({"versions": versions, "results": results}))
+    if not args.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
