@@ -1,0 +1,102 @@
+"""Tracking service behaviour on every metadata backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from loopml.domain.tracking import MetricPoint, RunStatus
+from loopml.errors import ConflictError, InvalidFilterError, InvalidParameterError, NotFoundError
+from loopml.services.tracking import TrackingService
+from loopml.settings import Settings
+from loopml.stores.artifacts.backends import LocalBackend
+from loopml.stores.artifacts.cas import ContentStore
+from loopml.stores.metadata.database import Database
+
+
+@pytest.fixture
+def svc(db_url: str, tmp_path: Path) -> TrackingService:
+    db = Database.open(db_url)
+    objects = ContentStore(LocalBackend(tmp_path / "objects"))
+    objects.ensure()
+    return TrackingService(db, objects, Settings(root=tmp_path, db_url=db_url, artifacts=str(tmp_path / "objects"), actor="tester"))
+
+
+def test_nan_and_infinities_round_trip(svc: TrackingService) -> None:
+    rid = svc.create_run("e")
+    svc.log_batch(rid, metrics=[MetricPoint("n", math.nan, 0), MetricPoint("p", math.inf, 0),
+                                MetricPoint("m", -math.inf, 0), MetricPoint("f", 1.5, 0)])
+    run = svc.get_run(rid)
+    assert math.isnan(run.metrics["n"])
+    assert run.metrics["p"] == math.inf and run.metrics["m"] == -math.inf and run.metrics["f"] == 1.5
+    assert math.isnan(svc.metric_history(rid, "n")[0].value)
+    assert [r.id for r in svc.search_runs("metrics.p > 1e300")] == [rid]
+
+
+def test_batch_id_makes_retries_idempotent_and_latest_is_highest_step(svc: TrackingService) -> None:
+    rid = svc.create_run("e")
+    batch = [MetricPoint("loss", 1.0, 5, 1.0), MetricPoint("loss", 2.0, 1, 2.0)]
+    svc.log_batch(rid, metrics=batch, batch_id="b-1")
+    svc.log_batch(rid, metrics=batch, batch_id="b-1")
+    assert len(svc.metric_history(rid, "loss")) == 2
+    assert svc.get_run(rid).metrics["loss"] == 1.0
+
+
+def test_params_are_immutable_and_bad_input_is_rejected(svc: TrackingService) -> None:
+    rid = svc.create_run("e", params={"lr": 0.1})
+    svc.log_batch(rid, params={"lr": 0.1})
+    with pytest.raises(ConflictError, match="lr"):
+        svc.log_batch(rid, params={"lr": 0.2})
+    with pytest.raises(InvalidParameterError):
+        svc.log_batch(rid, metrics=[MetricPoint("acc", "high", 0)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError):
+        svc.log_batch(rid, metrics=[MetricPoint("x" * 300, 1.0, 0)])
+    with pytest.raises(NotFoundError):
+        svc.get_run("nope")
+
+
+def test_search_filter_order_and_limit(svc: TrackingService) -> None:
+    ids = []
+    for i, (model, team) in enumerate([("rf", "a"), ("lr", "b"), ("rf", "c"), ("lr", "z")]):
+        rid = svc.create_run("churn", params={"model": model}, tags={"team": team})
+        svc.log_batch(rid, metrics=[MetricPoint("acc", 0.85 + i * 0.03, 0)])
+        ids.append(rid)
+    svc.end_run(ids[0], RunStatus.FAILED, error="x")
+    found = svc.search_runs("metrics.acc > 0.87 and (params.model = 'rf' or tags.team in ('a','b'))",
+                            order_by=["metrics.acc desc"], limit=20)
+    assert [r.id for r in found] == [ids[2], ids[1]]
+    assert [r.id for r in svc.search_runs("status = 'FAILED'")] == [ids[0]]
+    assert [r.id for r in svc.search_runs(order_by=["metrics.acc"], limit=2)] == ids[:2]
+    assert {r.id for r in svc.search_runs("tags.team like 'a%' or not params.model = 'rf'")} == {ids[0], ids[1], ids[3]}
+    # values are bound parameters: quotes inside a value cannot change the query
+    assert svc.search_runs("params.model = 'rf'' or 1=1 --'") == []
+    with pytest.raises(InvalidFilterError, match="position"):
+        svc.search_runs("metrics.acc >")
+
+
+def test_nested_runs_soft_and_hard_delete_collect_artifacts(svc: TrackingService, tmp_path: Path) -> None:
+    parent = svc.create_run("e")
+    child = svc.create_run("e", parent_id=parent)
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"weights-unique-to-this-test")
+    ref = svc.log_artifact(child, f)
+    svc.delete_run(parent)
+    assert svc.search_runs() != [] and {r.id for r in svc.search_runs()} == {child}
+    assert svc.get_run(parent).deleted
+    svc.delete_run(parent, hard=True)
+    with pytest.raises(NotFoundError):
+        svc.get_run(child)
+    assert not svc.objects.has(ref.digest)
+
+
+def test_history_downsampling_keeps_extremes(svc: TrackingService) -> None:
+    rid = svc.create_run("e")
+    values = [0.0] * 1000
+    values[537] = 99.0
+    values[811] = -7.0
+    svc.log_batch(rid, metrics=[MetricPoint("v", v, i) for i, v in enumerate(values)])
+    pts = svc.metric_history(rid, "v", max_points=50)
+    assert len(pts) <= 52
+    assert max(p.value for p in pts) == 99.0 and min(p.value for p in pts) == -7.0
