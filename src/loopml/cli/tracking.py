@@ -17,7 +17,7 @@ runs_app = typer.Typer(help="Tracked runs: list and search, show, compare, delet
 
 def _service(ctx: typer.Context) -> Any:
     if importlib.util.find_spec("loopml.sdk._remote") is not None:
-        from loopml.sdk import _remote
+        from loopml.sdk import _remote  # type: ignore[attr-defined,unused-ignore]
 
         remote = _remote.remote_service_from_env(os.environ)
         if remote is not None:

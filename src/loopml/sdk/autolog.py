@@ -42,7 +42,7 @@ def _wrap(cls: type, original: Any) -> Any:
                 if y is not None and hasattr(self, "score"):
                     try:
                         run.log_metric("training_score", float(self.score(X, y)))
-                    except Exception:  # noqa: S110 - some estimators cannot score their input
+                    except Exception:
                         pass
                 for attr in ("best_score_", "oob_score_"):
                     val = getattr(self, attr, None)

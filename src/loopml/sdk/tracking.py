@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import json
-import math
 import os
 import tempfile
 import threading
@@ -29,20 +28,25 @@ _active: list[ActiveRun] = []
 
 def _service(workspace: str | os.PathLike[str] | None = None) -> Any:
     """The remote client when LOOPML_TRACKING_URI is set, else the workspace's TrackingService."""
-    key = str(workspace or "")
     with _lock:
+        uri = os.environ.get("LOOPML_TRACKING_URI", "")
+        if uri:
+            svc = _services.get(uri)
+            if svc is None and importlib.util.find_spec("loopml.sdk._remote") is not None:
+                from loopml.sdk import _remote  # type: ignore[attr-defined,unused-ignore]
+
+                svc = _remote.remote_service_from_env(os.environ)
+            if svc is not None:
+                _services[uri] = svc
+                return svc
+        from loopml.workspace import Workspace, find_workspace_root
+
+        # keyed by the workspace root, so changing directory picks the right workspace
+        key = str(find_workspace_root(workspace))
         svc = _services.get(key)
-        if svc is not None:
-            return svc
-        if importlib.util.find_spec("loopml.sdk._remote") is not None:
-            from loopml.sdk import _remote
-
-            svc = _remote.remote_service_from_env(os.environ)
         if svc is None:
-            from loopml.workspace import Workspace
-
-            svc = Workspace.open(workspace).tracking
-        _services[key] = svc
+            svc = Workspace.open(key).tracking
+            _services[key] = svc
         return svc
 
 
@@ -193,7 +197,7 @@ def start_run(experiment: str = "default", *, name: str | None = None, params: M
 
 
 def get_run(run_id: str, *, workspace: str | os.PathLike[str] | None = None) -> RunRecord:
-    return _service(workspace).get_run(run_id)  # type: ignore[no-any-return]
+    return _service(workspace).get_run(run_id)
 
 
 def search_runs(filter: str | None = None, *, experiments: list[str] | str | None = None,
@@ -239,10 +243,9 @@ def _finish_all() -> None:
     for run in reversed(runs):
         try:
             run.end(RunStatus.FINISHED)
-        except Exception:  # noqa: S110 - best effort at exit
+        except Exception:
             pass
 
 
 atexit.register(_finish_all)
 
-_ = math  # keep import for type-check friendliness

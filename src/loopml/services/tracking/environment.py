@@ -37,7 +37,7 @@ def _static() -> dict[str, Any]:
 
     packages: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             packages[str(name).lower()] = dist.version
     return {

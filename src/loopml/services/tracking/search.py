@@ -148,9 +148,9 @@ class _Parser:
         t = self.tok
         if t.kind == "punct" and t.text == "(":
             self.i += 1
-            node = self._or()
+            inner = self._or()
             self._expect("punct", ")")
-            return node
+            return inner
         kind, key = self._ident()
         op_tok = self.tok
         if op_tok.kind == "op":
