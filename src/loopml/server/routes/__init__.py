@@ -1,0 +1,1 @@
+"""Route modules of the loopml server, one per part."""
