@@ -83,3 +83,21 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     assert r.returncode == 0
     for command in ("init", "status", "doctor"):
         assert command in r.stdout
+
+
+def test_doctor_lists_an_object_a_dataset_needs_but_the_store_lost(tmp_path: Path) -> None:
+    assert loopml("init", cwd=tmp_path).returncode == 0
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("alpha\n")
+    (tmp_path / "d" / "b.txt").write_text("beta\n")
+    r = loopml("data", "add", "d", "--name", "docs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from loopml.stores.artifacts.hashing import hash_bytes
+
+    lost = hash_bytes(b"beta\n")
+    objects = [p for p in (tmp_path / ".loopml" / "objects").rglob("*") if p.is_file() and lost[2:] in p.name]
+    assert len(objects) == 1
+    objects[0].unlink()
+    r = loopml("doctor", "--verify", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "MISSING" in r.stdout and lost in r.stdout
