@@ -81,8 +81,12 @@ def test_workspace_option_and_nested_directory(tmp_path: Path) -> None:
 def test_help_explains_every_command(tmp_path: Path) -> None:
     r = loopml("--help", cwd=tmp_path)
     assert r.returncode == 0
-    for command in ("init", "status", "doctor"):
+    for command in ("init", "status", "doctor", "data", "runs", "pipeline", "server"):
         assert command in r.stdout
+    from loopml import __version__
+
+    r = loopml("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"loopml {__version__}"
 
 
 def test_doctor_lists_an_object_a_dataset_needs_but_the_store_lost(tmp_path: Path) -> None:

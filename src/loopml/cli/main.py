@@ -22,9 +22,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from loopml import __version__
+
+        typer.echo(f"loopml {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.",
+                                 callback=_print_version, is_eager=True),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print less; no progress bars."),
     workspace: Path = typer.Option(
