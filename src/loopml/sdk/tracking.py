@@ -59,6 +59,7 @@ class ActiveRun:
         self.experiment = experiment
         self._params: dict[str, str] = dict(params)
         self._writer = BatchWriter(service, run_id)
+        self._keys: set[str] = set()
         self._ended = False
 
     def __repr__(self) -> str:
@@ -67,9 +68,15 @@ class ActiveRun:
     # -- logging ---------------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, *, ts: float | None = None) -> None:
-        check_key(key)
-        v = check_value(key, value)
-        self._writer.put(MetricPoint(key, v, check_step(step), ts or time.time()))
+        # The hot path: checks run at the call (errors belong to the caller), but a key is
+        # checked once per run and plain floats and ints skip the general checks.
+        if type(key) is not str or key not in self._keys:
+            self._keys.add(check_key(key))
+        if type(value) is not float:
+            value = check_value(key, value)
+        if type(step) is not int:
+            step = check_step(step)
+        self._writer.put(MetricPoint(key, value, step, ts or time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = time.time()

@@ -31,15 +31,27 @@ def git_state(cwd: str) -> dict[str, Any]:
             "diff_hash": hash_bytes(diff) if diff else None}
 
 
+def _name_version(metadata: str) -> tuple[str, str]:
+    # Only two header lines are needed: reading them directly is ~10x faster than
+    # ``dist.metadata``, which parses every file (long descriptions included) as email.
+    name = version = ""
+    for line in metadata.partition("\n\n")[0].splitlines():
+        if line.startswith("Name:"):
+            name = line[5:].strip()
+        elif line.startswith("Version:"):
+            version = line[8:].strip()
+    return name, version
+
+
 @functools.lru_cache(maxsize=1)
 def _static() -> dict[str, Any]:
     from importlib.metadata import distributions
 
     packages: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata["Name"]
+        name, version = _name_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "")
         if name:
-            packages[str(name).lower()] = dist.version
+            packages[name.lower()] = version
     return {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),

@@ -45,6 +45,70 @@ def decode_value(value: float | None, special: int) -> float:
     return float(value) if value is not None else math.nan
 
 
+_HISTORY_COLUMNS = ("run_id", "key", "step", "ts", "value", "special")
+_INF = math.inf
+
+
+def _metric_rows(run_id: str, metrics: Sequence[MetricPoint],
+                 now: float) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+    """History rows (in ``_HISTORY_COLUMNS`` order) and the latest row per key; checks every point.
+
+    The hot path of ingest: a key is checked once per batch and plain floats and ints skip
+    the general checks.
+    """
+    rows: list[tuple[Any, ...]] = []
+    latest: dict[str, tuple[Any, ...]] = {}
+    checked: set[str] = set()
+    for p in metrics:
+        key = p.key
+        if type(key) is not str or key not in checked:
+            checked.add(check_key(key))
+        value = p.value
+        if type(value) is not float:
+            value = check_value(key, value)
+        step = p.step
+        if type(step) is not int:
+            step = check_step(step)
+        ts = float(p.ts) if p.ts else now
+        if value != value or value == _INF or value == -_INF:
+            stored, special = encode_value(value)
+            row: tuple[Any, ...] = (run_id, key, step, ts, stored, special)
+        else:
+            row = (run_id, key, step, ts, value, 0)
+        rows.append(row)
+        cur = latest.get(key)
+        if cur is None or step > cur[2] or (step == cur[2] and ts >= cur[3]):
+            latest[key] = row
+    return rows, latest
+
+
+_INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], tuple[str, bool]] = {}
+
+
+def insert_rows(conn: Connection, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """``INSERT`` many rows given as tuples in ``columns`` order, straight to the driver's executemany.
+
+    Used for metric history, where building and binding one SQLAlchemy parameter set per
+    row cost more than the database work. The SQL is compiled once per dialect.
+    """
+    from sqlalchemy import insert
+
+    cache_key = (conn.dialect.name, table.name, columns)
+    cached = _INSERT_SQL.get(cache_key)
+    if cached is None:
+        compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+        positional = bool(compiled.positional)
+        if positional and tuple(compiled.positiontup or ()) != columns:
+            raise AssertionError(f"unexpected parameter order {compiled.positiontup} for {columns}")
+        cached = (str(compiled), positional)
+        _INSERT_SQL[cache_key] = cached
+    sql, positional = cached
+    if positional:
+        conn.exec_driver_sql(sql, rows)
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(columns, r, strict=True)) for r in rows])
+
+
 class TrackingService:
     """Runs and everything logged to them, in the metadata store and the content store."""
 
@@ -98,12 +162,13 @@ class TrackingService:
             raise InvalidParameterError(f"{what}s", f"log_{what}s", "a mapping of key to value", values)
         return {check_key(k, what): param_text(k, v, what) for k, v in values.items()}
 
-    def _require(self, conn: Connection, run_id: str) -> Any:
+    def _require(self, conn: Connection, run_id: str, *, whole: bool = False) -> Any:
+        """The run's row (only its id unless ``whole``: the environment is large); NotFoundError if none."""
         from sqlalchemy import select
 
         from loopml.stores.metadata.schema.tracking import runs
 
-        row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+        row = conn.execute(select(runs if whole else runs.c.id).where(runs.c.id == run_id)).first()
         if row is None:
             raise NotFoundError(f"No run with id {run_id!r}.", hint="List runs with `loopml runs ls`.")
         return row
@@ -117,19 +182,7 @@ class TrackingService:
         from loopml.stores.metadata.schema.tracking import params as params_t
 
         now = time.time()
-        rows: list[dict[str, Any]] = []
-        latest: dict[str, dict[str, Any]] = {}
-        for p in metrics:
-            key = check_key(p.key)
-            value = check_value(key, p.value)
-            step = check_step(p.step)
-            ts = float(p.ts) if p.ts else now
-            stored, special = encode_value(value)
-            row = {"run_id": run_id, "key": key, "step": step, "ts": ts, "value": stored, "special": special}
-            rows.append(row)
-            cur = latest.get(key)
-            if cur is None or (step, ts) >= (cur["step"], cur["ts"]):
-                latest[key] = row
+        rows, latest = _metric_rows(run_id, metrics, now)
         param_rows = self._param_rows(params or {}, "param")
         tag_rows = self._param_rows(tags or {}, "tag")
         with self.db.write() as conn:
@@ -152,8 +205,8 @@ class TrackingService:
             if tag_rows:
                 self._upsert_tags(conn, run_id, tag_rows)
             if rows:
-                conn.execute(insert(metric_history), rows)
-                self._upsert_latest(conn, list(latest.values()))
+                insert_rows(conn, metric_history, _HISTORY_COLUMNS, rows)
+                self._upsert_latest(conn, [dict(zip(_HISTORY_COLUMNS, r, strict=True)) for r in latest.values()])
 
     def _dialect_insert(self, conn: Connection, table: Any) -> Any:
         if conn.dialect.name == "postgresql":
@@ -248,7 +301,7 @@ class TrackingService:
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as conn:
-            row = self._require(conn, run_id)
+            row = self._require(conn, run_id, whole=True)
             return self._load(conn, [row])[0]
 
     def _load(self, conn: Connection, rows: Sequence[Any]) -> list[Run]:
