@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+HTTP_PROTOCOL = "loopml.server._protocol:NoDelayHTTPProtocol"
+
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the top-level app."""
@@ -26,8 +28,8 @@ def register(app: typer.Typer) -> None:
         os.chdir(ws.settings.root)  # workers open the same workspace (and LOOPML_DB_URL) from here
         if workers > 1:
             uvicorn.run("loopml.server.app:app_from_env", factory=True, host=host, port=port,
-                        workers=workers, log_level="warning")
+                        workers=workers, log_level="warning", http=HTTP_PROTOCOL)
         else:
             from loopml.server.app import create_app
 
-            uvicorn.run(create_app(ws), host=host, port=port, log_level="warning")
+            uvicorn.run(create_app(ws), host=host, port=port, log_level="warning", http=HTTP_PROTOCOL)
