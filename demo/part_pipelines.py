@@ -34,8 +34,9 @@ def validate(df: pd.DataFrame, target: str = "label") -> pd.DataFrame:
 
 @loopml.step
 def featurize(df: pd.DataFrame, target: str = "label") -> pd.DataFrame:
-    features = df.drop(columns=[target])
-    scaled = (features - features.mean()) / features.std(ddof=0)
+    # numbers are standardised, categories one-hot encoded
+    features = pd.get_dummies(df.drop(columns=[target]), dtype=float)
+    scaled = (features - features.mean()) / features.std(ddof=0).replace(0, 1)
     scaled[target] = df[target].to_numpy()
     return scaled
 

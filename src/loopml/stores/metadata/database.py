@@ -163,19 +163,18 @@ def _run_alembic_upgrade(conn: Connection) -> None:
 
 
 def _check_sqlite_file(url: str) -> None:
-    """Fail early, naming the file, when a SQLite path is not a database or not writable."""
+    """Fail early, naming the file, when a SQLite database's directory does not exist.
+
+    The file itself is never read here: a plain ``open``/``close`` of a database file drops the
+    process's SQLite (POSIX) locks and can let another process delete the WAL under a live
+    connection. A file that is not a database is reported by SQLite itself on first use.
+    """
     path_part = url.split("///", 1)[1] if "///" in url else ""
     if not path_part or path_part == ":memory:":
         return
     path = Path(path_part.split("?", 1)[0])
     if path.exists():
-        with path.open("rb") as fh:
-            header = fh.read(16)
-        if header and header != b"SQLite format 3\x00":
-            raise DatabaseUnavailableError(
-                f"The file {str(path)!r} is not a SQLite database (its header is wrong).",
-                hint="Restore it from a backup or point LOOPML_DB_URL elsewhere; loopml changed nothing in it.",
-            )
+        return
     elif not path.parent.is_dir():
         raise DatabaseUnavailableError(
             f"The directory {str(path.parent)!r} for the database {str(path)!r} does not exist.",
