@@ -144,7 +144,7 @@ def test_trigger_runs_once_per_new_dataset_version(service: PipelineService, tmp
     assert [(w, st) for w, _, st in fired] == [("trigger retrain", "FINISHED")]
     assert service.tick() == []
     assert len(sys.modules[mod].COUNTER) == 1
-    assert sys.modules[mod].SEEN[-1] == "iris@2"  # the pipeline got the new version
+    assert sys.modules[mod].SEEN[-1] == "iris@v2"  # the pipeline got the new version
     with pytest.raises(PipelineDefinitionError, match="as 'dataset', which is not a parameter of pipeline 'flow'"):
         service.add_trigger("x", f"{mod}:flow", on_dataset="iris", pass_as="dataset")
 
@@ -174,7 +174,7 @@ def test_dataset_input_is_resolved_recorded_and_cached(service: PipelineService,
     data.add("iris")
     run = service.run(f"{mod}:uses_data")
     by = {s.name: s for s in run.steps}
-    assert by["dataset:iris"].func == "dataset:iris@1" and by["count"].status == "FINISHED"
+    assert by["dataset:iris"].func == "dataset:iris@v1" and by["count"].status == "FINISHED"
     assert data.uses == [("iris-v1", "pipeline_run", run.id)]
     again = service.run(f"{mod}:uses_data")
     assert {str(s.status) for s in again.steps} == {"CACHED"}

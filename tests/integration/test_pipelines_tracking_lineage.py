@@ -48,12 +48,13 @@ class FakeTracking:
                           "tags": tags or {}, "metrics": {}, "artifacts": {}, "status": "RUNNING"}
         return rid
 
-    def log_batch(self, run_id: str, *, metrics: Any = (), **_: Any) -> None:
+    def log_batch(self, run_id: str, *, metrics: Any = (), tags: dict[str, str] | None = None, **_: Any) -> None:
         for m in metrics:
             self.runs[run_id]["metrics"][m.key] = m.value
+        self.runs[run_id]["tags"].update(tags or {})
 
-    def log_artifact(self, run_id: str, path: Path, name: str | None = None) -> None:
-        self.runs[run_id]["artifacts"][name or Path(path).name] = Path(path).read_text()
+    def log_artifact_bytes(self, run_id: str, data: bytes, name: str) -> None:
+        self.runs[run_id]["artifacts"][name] = data.decode()
 
     def end_run(self, run_id: str, status: Any = "FINISHED", error: str | None = None) -> None:
         self.runs[run_id]["status"] = str(status)

@@ -6,12 +6,9 @@ test passes none) pipelines still run, and nothing is recorded there.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("loopml.pipelines")
@@ -70,38 +67,57 @@ class TrackingAdapter:
             f"pipeline:{pipeline}", name=f"{pipeline}-{run_id[-8:]}", params=_flat(params), run_id=run_id,
             tags={"loopml.pipeline": pipeline, "loopml.pipeline_run": run_id, "loopml.target": target}))
 
-    def record_step(self, parent: str | None, pipeline: str, step: Any) -> str | None:
-        """One nested run per step run, already finished, with params, metrics, timings, output."""
+    def start_step(self, parent: str | None, pipeline: str, name: str, step_run_id: str, params: dict[str, Any],
+                   cache_key: str | None) -> str | None:
+        """Open the step's nested run when the step is handed to the executor (so its start time is real)."""
         if parent is None:
             return None
+        result = self._call(f"start step {name}", lambda s: s.create_run(
+            f"pipeline:{pipeline}", name=name, parent_id=parent, params=_flat(params), run_id=step_run_id,
+            tags={"loopml.step": name, "loopml.step_run": step_run_id, "loopml.status": "RUNNING",
+                  "loopml.cached": "false", "loopml.cache_key": cache_key or ""}))
+        return result if isinstance(result, str) else None
 
-        def record(s: Any) -> str:
+    def finish_step(self, step: Any) -> None:
+        """Log a step's metrics, captured output, timings and status to its nested run, and close it."""
+        if not step.tracking_run_id:
+            return
+
+        def finish(s: Any) -> None:
             from loopml.domain.tracking import MetricPoint, RunStatus
 
-            run_id: str = s.create_run(
-                f"pipeline:{pipeline}", name=step.name, parent_id=parent, params=_flat(step.params), run_id=step.id,
-                tags={"loopml.step": step.name, "loopml.step_run": step.id, "loopml.status": str(step.status),
-                      "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
-                      "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
-                      "loopml.started": f"{step.started or 0:.3f}", "loopml.ended": f"{step.ended or 0:.3f}",
-                      "loopml.attempts": str(step.attempts)})
-            points = [MetricPoint(k, float(v), 0, step.ended or 0.0) for k, v in step.metrics.items()]
+            run_id = step.tracking_run_id
+            ended = step.ended or 0.0
+            points = [MetricPoint(k, float(v), 0, ended) for k, v in step.metrics.items()]
             if step.duration is not None:
-                points.append(MetricPoint("duration_s", float(step.duration), 0, step.ended or 0.0))
-            if points:
-                s.log_batch(run_id, metrics=points)
+                points.append(MetricPoint("duration_s", float(step.duration), 0, ended))
+            s.log_batch(run_id, metrics=points, tags={
+                "loopml.status": str(step.status), "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
+                "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
+                "loopml.started": f"{step.started or 0:.3f}", "loopml.ended": f"{ended:.3f}",
+                "loopml.attempts": str(step.attempts)})
             for label, text in (("stdout", step.stdout), ("stderr", step.stderr)):
                 if text:
-                    with tempfile.TemporaryDirectory() as d:
-                        p = Path(d) / f"{label}.txt"
-                        p.write_text(text, encoding="utf-8")
-                        s.log_artifact(run_id, p, name=f"{label}.txt")
+                    s.log_artifact_bytes(run_id, text.encode("utf-8"), f"{label}.txt")
             status = RunStatus.FAILED if step.status == "FAILED" else RunStatus.FINISHED
             s.end_run(run_id, status=status, error=step.error)
-            return run_id
 
-        result = self._call(f"record step {step.name}", record)
-        return result if isinstance(result, str) else None
+        self._call(f"record step {step.name}", finish)
+
+    def record_step(self, parent: str | None, pipeline: str, step: Any) -> str | None:
+        """One nested run for a step run that finished without running (cached, reused, dataset)."""
+        step.tracking_run_id = self.start_step(parent, pipeline, step.name, step.id, step.params, step.cache_key)
+        self.finish_step(step)
+        return step.tracking_run_id
+
+    def abandon_steps(self, run_ids: list[str]) -> None:
+        """Close nested runs of steps that never finished (the user interrupted the pipeline)."""
+        def close(s: Any) -> None:
+            for rid in run_ids:
+                s.end_run(rid, status="KILLED", error="interrupted by the user")
+
+        if run_ids:
+            self._call("close interrupted step runs", close)
 
     def use_dataset(self, run_id: str | None, ref: str) -> None:
         if run_id:
@@ -146,7 +162,7 @@ class DataAdapter:
     def resolve(self, ref: str) -> tuple[str, str]:
         """(version id, 'name@version') of a dataset reference."""
         v = self._require().resolve(ref)
-        return str(v.id), f"{v.name}@{v.version}"
+        return str(v.id), str(getattr(v, "label", None) or f"{v.name}@v{v.version}")
 
     def latest_version_id(self, name: str) -> str | None:
         svc = self.service
@@ -160,11 +176,22 @@ class DataAdapter:
     def load_table(self, ref: str) -> Any:
         return self._require().load_table(ref)
 
+    def uses(self, version_id: str) -> list[tuple[str, str]]:
+        """(consumer type, consumer id) of everything recorded as having read this version, oldest first."""
+        svc = self.service
+        if svc is None:
+            return []
+        return [(u.consumer_type, u.consumer_id) for u in svc.consumers_of(version_id)]
+
     def record_use(self, version_id: str, consumer_type: str, consumer_id: str) -> None:
         svc = self.service
-        if svc is not None:
-            with contextlib.suppress(Exception):
-                svc.record_use(version_id, consumer_type=consumer_type, consumer_id=consumer_id, role="input")
+        if svc is None:
+            return
+        try:
+            svc.record_use(version_id, consumer_type=consumer_type, consumer_id=consumer_id, role="input")
+        except Exception as exc:  # lineage must never break a pipeline run, but must not vanish silently
+            log.warning("data: could not record that %s %s read dataset version %s: %s", consumer_type,
+                        consumer_id, version_id, exc)
 
 
 def _flat(params: dict[str, Any]) -> dict[str, str]:

@@ -68,9 +68,13 @@ def _artifact_node(digest: str, materializer: str | None) -> LineageNode:
     return LineageNode(f"artifact:{digest}", "artifact", f"{digest[:12]}…", {"materializer": materializer or "?"})
 
 
-def build_lineage(db: Any, ref: str) -> LineageGraph:
-    """Resolve ``ref`` (artifact digest or prefix, pipeline run, step run, or tracking run id) and walk both ways."""
+def build_lineage(db: Any, ref: str, data: Any = None) -> LineageGraph:
+    """Resolve ``ref`` (artifact digest or prefix, pipeline run, step run, tracking run id, or with ``data``, the
+    data part's adapter, a dataset version: ``name``, ``name@v3`` or a version id) and walk both ways."""
     ref = ref.strip()
+    version = _dataset_version(data, ref) if ("@" in ref or not _looks_like_id(ref)) else None
+    if version is not None:
+        return _dataset_lineage(db, data, *version)
     with db.read() as conn:
         steps = conn.execute(select(pipeline_step_runs).where(or_(
             pipeline_step_runs.c.id == ref, pipeline_step_runs.c.tracking_run_id == ref))).all()
@@ -86,9 +90,14 @@ def build_lineage(db: Any, ref: str) -> LineageGraph:
                                    .where(pipeline_step_inputs.c.digest.like(f"{ref}%")).limit(1)).first()
             digest = row[0] if row else None
         if not steps and not runs and digest is None:
+            version = _dataset_version(data, ref)
+            if version is not None:
+                return _dataset_lineage(db, data, *version)
             raise NotFoundError(
-                f"Nothing called {ref!r} is known to lineage (no artifact, pipeline run, step run or tracking run).",
-                hint="Use an id from `loopml pipeline show RUN` or an artifact digest (at least 6 characters).",
+                f"Nothing called {ref!r} is known to lineage (no artifact, pipeline run, step run, tracking run "
+                "or dataset version).",
+                hint="Use an id from `loopml pipeline show RUN`, an artifact digest (at least 6 characters) or a "
+                     "dataset version (NAME@v1).",
             )
         if runs:
             run = runs[0]
@@ -120,6 +129,56 @@ def build_lineage(db: Any, ref: str) -> LineageGraph:
             graph.add(_artifact_node(digest, None))
         _walk_down(conn, graph, digest)
         return graph
+
+
+def _looks_like_id(ref: str) -> bool:
+    return len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower())
+
+
+def _dataset_version(data: Any, ref: str) -> tuple[str, str] | None:
+    """(version id, label) when ``ref`` names a dataset version the data part knows, else None."""
+    if data is None or not getattr(data, "available", False):
+        return None
+    try:
+        version: tuple[str, str] = data.resolve(ref)
+        return version
+    except Exception:
+        return None
+
+
+def _dataset_lineage(db: Any, data: Any, version_id: str, label: str) -> LineageGraph:
+    """A dataset version and everything that read it: pipeline runs (and what their steps made), tracking runs."""
+    focus = f"dataset:{version_id}"
+    graph = LineageGraph(focus)
+    graph.add(LineageNode(focus, "dataset", label, {"version id": version_id}))
+    uses = data.uses(version_id)
+    pipeline_run_ids = [cid for ctype, cid in uses if ctype == "pipeline_run"]
+    with db.read() as conn:
+        runs = {r.id: r for r in conn.execute(select(pipeline_runs)
+                                              .where(pipeline_runs.c.id.in_(pipeline_run_ids)))} if uses else {}
+        for rid in pipeline_run_ids:
+            run = runs.get(rid)
+            if run is None:
+                continue
+            node_id = f"run:{rid}"
+            graph.add(LineageNode(node_id, "run", f"{run.pipeline} run {rid[-8:]}",
+                                  {"target": run.target, "status": run.status, "params": run.params}))
+            graph.link(focus, node_id, "read by")
+            loaded = conn.execute(select(pipeline_step_runs).where(
+                pipeline_step_runs.c.pipeline_run_id == rid, pipeline_step_runs.c.func.like("dataset:%"))).all()
+            for row in loaded:
+                if (row.key_parts or {}).get("dataset_version") != version_id or not row.output_digest:
+                    continue
+                graph.add(_artifact_node(row.output_digest, row.materializer))
+                graph.link(focus, f"artifact:{row.output_digest}", "loaded as")
+                _walk_down(conn, graph, row.output_digest)
+    for ctype, cid in uses:
+        if ctype == "pipeline_run" or cid in runs:
+            continue  # a pipeline run is also a tracking run under the same id
+        node_id = f"{ctype}:{cid}"
+        graph.add(LineageNode(node_id, "run" if ctype == "run" else ctype, f"{ctype} {cid[-8:]}", {"id": cid}))
+        graph.link(focus, node_id, "read by")
+    return graph
 
 
 def _walk_up(conn: Any, graph: LineageGraph, row: Any) -> None:

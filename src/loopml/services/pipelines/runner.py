@@ -47,6 +47,8 @@ class _Running:
     attempt: int
     started: float
     deadline: float | None = None  # parallel executors: past this the worker is stopped
+    step_run_id: str = ""
+    tracking_run_id: str | None = None  # the step's nested tracking run, opened when the step started
 
 
 def _deadline(step: Any, started: float, parallel: bool) -> float | None:
@@ -97,6 +99,7 @@ class PipelineRunner:
             old = records.load_run(self.db, opts.resume_from)
             reuse = {s.name: s for s in old.steps if s.status.succeeded and s.output_digest
                      and self.objects.has(s.output_digest)}
+        self._dataset_versions: dict[str, str] = {}  # dataset node name -> resolved version id
         self._sys_path = _sys_path_for(pipeline)
         self._git = _git_state(self._sys_path[0]) if self._sys_path else None
         outputs: dict[str, tuple[str, str]] = {}
@@ -167,14 +170,16 @@ class PipelineRunner:
                         for w in outcome.warnings:
                             warnings.warn(w, FallbackMaterializerWarning, stacklevel=2)
                         srun = StepRun(
-                            id=new_id(), pipeline_run_id=run.id, name=r.node.name, func=r.node.func_ref,
+                            id=r.step_run_id, pipeline_run_id=run.id, name=r.node.name, func=r.node.func_ref,
                             status=StepStatus.FINISHED if outcome.ok else StepStatus.FAILED, cache_key=r.key,
                             key_parts=r.parts, params=_jsonable(r.node.params),
                             inputs={a: v[0] for a, v in r.inputs.items()}, output_digest=outcome.output_digest,
                             materializer=outcome.materializer, started=outcome.started or r.started,
                             ended=outcome.ended or time.time(), attempts=r.attempt, error=outcome.error,
                             stdout=outcome.stdout, stderr=outcome.stderr, metrics=outcome.metrics,
+                            tracking_run_id=r.tracking_run_id,
                         )
+                        self.tracking.finish_step(srun)  # now, so the nested run's end time is the step's
                         batch.append((srun, r.inputs))
                         done_steps.append(srun)
                         advance(1)
@@ -185,8 +190,10 @@ class PipelineRunner:
         except KeyboardInterrupt:
             # Leave an honest record: the run failed, the finished steps are kept for resume.
             self._flush(run, batch)
+            self.tracking.abandon_steps([r.tracking_run_id for r in running.values() if r.tracking_run_id])
             records.finish_run(self.db, self.actor, run.id, PipelineRunStatus.FAILED, "interrupted by the user",
                                (), pipeline.name)
+            self.tracking.end_pipeline(run.tracking_run_id, True, "interrupted by the user")
             raise
         self._flush(run, batch)
         skipped = [StepRun(id=new_id(), pipeline_run_id=run.id, name=n, func=dag.nodes[n].func_ref,
@@ -217,7 +224,7 @@ class PipelineRunner:
         inputs: dict[str, InputRec] = {}
         for arg, up in node.inputs.items():
             digest, mat = outputs[up.name]
-            dv = up.dataset.ref if up.dataset is not None else None
+            dv = self._dataset_versions.get(up.name) if up.dataset is not None else None
             inputs[arg] = (digest, mat, up.name, dv)
         parts = key_parts(step.func, params=node.params,  # type: ignore[arg-type]
                           inputs={a: (v[0], v[1]) for a, v in inputs.items()}, registered=registry.all())
@@ -250,8 +257,13 @@ class PipelineRunner:
             scratch_dir=str(self.settings.workspace_dir) if self.settings.workspace_dir.is_dir() else None,
             preferred_materializer=step.materializer, timeout=step.timeout, func=step.func,
         )
+        step_run_id = new_id()
+        tracking_id = self.tracking.start_step(run.tracking_run_id, run.pipeline, node.name, step_run_id,
+                                               _jsonable(node.params), key)
+        now = time.time()
         running[self.executor.submit(task, step.resources)] = _Running(
-            node, task, key, parts, inputs, 1, now, _deadline(step, now, self.executor.parallel))
+            node, task, key, parts, inputs, 1, now, _deadline(step, now, self.executor.parallel),
+            step_run_id, tracking_id)
         return None
 
     def _dataset_step(self, run: PipelineRun, node: Node, opts: RunOptions,
@@ -259,10 +271,14 @@ class PipelineRunner:
         assert node.dataset is not None
         started = time.time()
         version_id, label = self.data.resolve(node.dataset.ref)
+        self._dataset_versions[node.name] = version_id
         self.data.record_use(version_id, "pipeline_run", run.id)
-        self.tracking.use_dataset(run.tracking_run_id, node.dataset.ref)
+        self.tracking.use_dataset(run.tracking_run_id, label)  # the exact version, not "latest" again
         parts = {"dataset_version": version_id}
         key = cache_key(parts)
+        step_run_id = new_id()
+        tracking_id = self.tracking.start_step(run.tracking_run_id, run.pipeline, node.name, step_run_id,
+                                               {"ref": node.dataset.ref}, key)
         with self.db.read() as conn:
             row = records.find_cached(conn, key)
         if row is not None and self.objects.has(row.output_digest):
@@ -274,10 +290,11 @@ class PipelineRunner:
                                             storage_options=self.settings.storage_options,
                                             func=lambda: table), self.objects)
             digest, mat, status, source = outcome.output_digest, outcome.materializer, StepStatus.FINISHED, None
-        srun = StepRun(id=new_id(), pipeline_run_id=run.id, name=node.name, func=f"dataset:{label}", status=status,
-                       cache_key=key, key_parts={**parts, "dataset": label}, params={"ref": node.dataset.ref},
-                       output_digest=digest, materializer=mat, source_step_run_id=source, started=started,
-                       ended=time.time())
+        srun = StepRun(id=step_run_id, pipeline_run_id=run.id, name=node.name, func=f"dataset:{label}",
+                       status=status, cache_key=key, key_parts={**parts, "dataset": label},
+                       params={"ref": node.dataset.ref}, output_digest=digest, materializer=mat,
+                       source_step_run_id=source, started=started, ended=time.time(), tracking_run_id=tracking_id)
+        self.tracking.finish_step(srun)
         batch.append((srun, {}))
         return srun
 
@@ -288,9 +305,10 @@ class PipelineRunner:
         if run.tracking_run_id:
             pairs = []
             for s, _ in batch:
+                if s.tracking_run_id:  # a step that ran: its nested run was opened and closed already
+                    continue
                 tid = self.tracking.record_step(run.tracking_run_id, run.pipeline, s)
                 if tid:
-                    s.tracking_run_id = tid
                     pairs.append((s.id, tid))
             records.set_step_tracking(self.db, pairs)
         batch.clear()

@@ -206,7 +206,7 @@ class PipelineService:
     def lineage(self, ref: str) -> Any:
         from loopml.services.pipelines.lineage import build_lineage
 
-        return build_lineage(self.db, ref)
+        return build_lineage(self.db, ref, self.data)
 
     # -- schedules -------------------------------------------------------------------------------
 
