@@ -1,5 +1,5 @@
 """`python -m loopml` runs the CLI."""
 
-from loopml.cli.main import run
+from loopml.cli.entry import run
 
 run()

@@ -1,5 +1,19 @@
 """The data part: content-addressed dataset versions, statistics, validation, remotes, lineage."""
 
-from loopml.services.data.versions import DataService
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.services.data.versions import DataService
 
 __all__ = ["DataService"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use so that the stdlib-only quick path (quick.py) stays light.
+    if name == "DataService":
+        from loopml.services.data.versions import DataService
+
+        return DataService
+    raise AttributeError(f"module 'loopml.services.data' has no attribute {name!r}")

@@ -11,9 +11,10 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
+from loopml.services.data.quick import TREE_SCHEMA
+from loopml.services.data.scan import StatEntry
 from loopml.stores.artifacts.hashing import hash_file
 
 _SCHEMA = (
@@ -21,16 +22,7 @@ _SCHEMA = (
     "mtime_ns INTEGER, digest TEXT)"
 )
 
-
-@dataclass(frozen=True, slots=True)
-class StatEntry:
-    """A file found on disk: its relative path, absolute path and stat identity."""
-
-    rel: str
-    abspath: str
-    inode: int
-    size: int
-    mtime_ns: int
+__all__ = ["HashStateCache", "StatEntry"]
 
 
 class HashStateCache:
@@ -47,6 +39,7 @@ class HashStateCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
+            conn.execute(TREE_SCHEMA)
             return conn
         except sqlite3.Error:
             return None  # a broken cache only costs rehashing
@@ -113,3 +106,30 @@ class HashStateCache:
         if conn is not None:
             conn.close()
         return out, len(todo)
+
+    def tree_content(self, root: str, fingerprint: str) -> str | None:
+        """The content digest recorded for the working copy at ``root`` when its fingerprint was this."""
+        conn = self._connect()
+        if conn is None:
+            return None
+        try:
+            row = conn.execute("SELECT fingerprint, content_digest FROM tree_state WHERE root = ?",
+                               (root,)).fetchone()
+        except sqlite3.Error:
+            row = None
+        finally:
+            conn.close()
+        return row[1] if row is not None and row[0] == fingerprint else None
+
+    def remember_tree(self, root: str, fingerprint: str, content_digest: str) -> None:
+        """Record that the files at ``root`` with this fingerprint make this manifest (for quick status)."""
+        conn = self._connect()
+        if conn is None:
+            return
+        try:
+            conn.execute("INSERT OR REPLACE INTO tree_state (root, fingerprint, content_digest) VALUES (?,?,?)",
+                         (root, fingerprint, content_digest))
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import stat as stat_mod
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -22,7 +20,9 @@ from loopml.errors import (
     ValidationFailedError,
 )
 from loopml.progress import NullProgress, Progress
-from loopml.services.data.hashing_cache import HashStateCache, StatEntry
+from loopml.services.data.hashing_cache import HashStateCache
+from loopml.services.data.quick import is_valid_name
+from loopml.services.data.scan import StatEntry, scan_path, tree_fingerprint
 from loopml.services.data.tables import is_table_path, read_table, table_stats
 from loopml.stores.artifacts.hashing import hash_bytes
 
@@ -33,70 +33,11 @@ if TYPE_CHECKING:
     from loopml.stores.artifacts.cas import ContentStore, LinkMode
     from loopml.stores.metadata.database import Database
 
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
-
-
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "@" in name or not set(name) <= _NAME_CHARS or len(name) > 200:
+    if not is_valid_name(name):
         raise InvalidParameterError(
             "name", "data add", "a non-empty name of letters, digits, '-', '_', '.', '/' (no '@')", name)
     return name
-
-
-def scan_path(path: Path) -> tuple[str, list[StatEntry]]:
-    """(kind, files) under ``path``; errors name the offending path. Directory symlinks are followed once."""
-    try:
-        st = path.stat()
-    except FileNotFoundError as exc:
-        if path.is_symlink():
-            raise DataInputError(f"The path {str(path)!r} is a broken symlink.", hint="Fix or remove the link.") from exc
-        raise DataInputError(f"The path {str(path)!r} does not exist.", hint="Check the spelling and the current directory.") from exc
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DataInputError(f"The path {str(path)!r} is a symlink loop.", hint="Fix or remove the link.") from exc
-        raise DataInputError(f"Cannot read {str(path)!r}: {exc.strerror}.") from exc
-    if stat_mod.S_ISREG(st.st_mode):
-        return "file", [StatEntry(path.name, str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)]
-    if not stat_mod.S_ISDIR(st.st_mode):
-        raise DataInputError(f"The path {str(path)!r} is neither a file nor a directory.")
-    out: list[StatEntry] = []
-    seen: set[tuple[int, int]] = set()
-
-    def walk(d: Path, rel: str) -> None:
-        try:
-            dst = d.stat()
-        except OSError as exc:
-            raise DataInputError(f"Cannot read the directory {str(d)!r}: {exc.strerror}.") from exc
-        ident = (dst.st_dev, dst.st_ino)
-        if ident in seen:
-            raise DataInputError(f"The directory {str(d)!r} is a symlink loop (it contains itself).",
-                                 hint="Remove the link or add a subdirectory instead.")
-        seen.add(ident)
-        try:
-            entries = list(os.scandir(d))
-        except OSError as exc:
-            raise DataInputError(f"Cannot list the directory {str(d)!r}: {exc.strerror}.",
-                                 hint="Check its permissions.") from exc
-        for e in entries:
-            child_rel = f"{rel}{e.name}"
-            if e.name == ".loopml" and not rel:
-                continue
-            try:
-                est = e.stat()  # follows symlinks
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise DataInputError(f"The path {e.path!r} is a symlink loop.", hint="Fix or remove the link.") from exc
-                raise DataInputError(f"Cannot read {e.path!r}: {exc.strerror or exc}.",
-                                     hint="Fix the link or its permissions.") from exc
-            if stat_mod.S_ISDIR(est.st_mode):
-                walk(Path(e.path), child_rel + "/")
-            elif stat_mod.S_ISREG(est.st_mode):
-                out.append(StatEntry(child_rel, os.path.abspath(e.path), est.st_ino, est.st_size, est.st_mtime_ns))
-        seen.discard(ident)
-
-    walk(path, "")
-    out.sort(key=lambda s: s.rel)
-    return "directory", out
 
 
 def manifest_digest(files: Sequence[FileEntry]) -> str:
@@ -313,18 +254,22 @@ class DataService(_RemoteMixin):
             return DataInputError(f"Cannot read {e.abspath!r}: {exc.strerror or exc}.",
                                   hint="Check its permissions; nothing was stored.")
 
+        cache = self._state_cache
+        tree_key, fingerprint = os.path.abspath(src), tree_fingerprint(scanned_kind, entries)
+        known = cache.tree_content(tree_key, fingerprint)
+        existing = self._find_content(name, known) if known is not None else None
+        if existing is not None:  # nothing touched since the last hash: no per-file lookups at all
+            return self._unchanged(existing, tags, hashed=0)
         with progress.task(f"Hashing {name}", total, unit="bytes") as advance:
-            digests, hashed = self._state_cache.digests(entries, on_hashed=advance, on_error=unreadable)
+            digests, hashed = cache.digests(entries, on_hashed=advance, on_error=unreadable)
         files = [FileEntry(e.rel, e.size, digests[e.abspath]) for e in entries]
         content = manifest_digest(files)
+        if content != known:
+            cache.remember_tree(tree_key, fingerprint, content)
         vid = version_id_for(name, content)
         existing = self._find_content(name, content)
         if existing is not None:
-            if tags:
-                for t in tags:
-                    self.tag(existing.label, t)
-                existing = self.resolve(existing.id)
-            return AddResult(existing, unchanged=True, hashed_files=hashed)
+            return self._unchanged(existing, tags, hashed=hashed)
 
         stats = validation = None
         status = "ok"
@@ -347,6 +292,13 @@ class DataService(_RemoteMixin):
                                        status=status, validation=validation)
         return AddResult(version, unchanged=version.created_at < t0,
                          hashed_files=hashed, stored_files=stored, stored_bytes=stored_bytes)
+
+    def _unchanged(self, existing: DatasetVersion, tags: Sequence[str], *, hashed: int) -> AddResult:
+        if tags:
+            for t in tags:
+                self.tag(existing.label, t)
+            existing = self.resolve(existing.id)
+        return AddResult(existing, unchanged=True, hashed_files=hashed)
 
     def _find_content(self, name: str, content: str) -> DatasetVersion | None:
         from sqlalchemy import select
@@ -494,10 +446,17 @@ class DataService(_RemoteMixin):
             base = self.resolve(name)
         except NotFoundError:
             base = None
-        _, entries = scan_path(Path(path))
-        digests, hashed = self._state_cache.digests(entries)
-        if base is not None and manifest_digest(
-                [FileEntry(e.rel, e.size, digests[e.abspath]) for e in entries]) == base.content_digest:
+        kind, entries = scan_path(Path(path))
+        cache = self._state_cache
+        tree_key, fingerprint = os.path.abspath(path), tree_fingerprint(kind, entries)
+        known = cache.tree_content(tree_key, fingerprint)
+        if base is not None and known == base.content_digest:
+            return StatusReport(name=name, base=base.label, hashed_files=0)
+        digests, hashed = cache.digests(entries)
+        content = manifest_digest([FileEntry(e.rel, e.size, digests[e.abspath]) for e in entries])
+        if content != known:
+            cache.remember_tree(tree_key, fingerprint, content)
+        if base is not None and content == base.content_digest:
             return StatusReport(name=name, base=base.label, hashed_files=hashed)
         now = {e.rel: digests[e.abspath] for e in entries}
         old = {f.path: f.digest for f in self.files(base)} if base else {}

@@ -1,0 +1,189 @@
+"""Quick answers for `data status` and an unchanged `data add` on the embedded SQLite workspace (stdlib only).
+
+The answer "nothing changed" needs no SQLAlchemy: scan the working copy, compare
+the fingerprint of its stat identities with the one the data service recorded
+when it last hashed that path (in ``.loopml/hash-state.db``), and read the
+version row with the stdlib ``sqlite3``. Every function here returns ``None``
+when it cannot answer with certainty (PostgreSQL, a schema not at this code's
+head revision, a changed file, any error); the caller then runs the full path,
+which gives the same answer or the proper error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from loopml.services.data.scan import scan_path, tree_fingerprint
+
+WORKSPACE_DIRNAME = ".loopml"  # the same names as loopml.settings, without importing it
+STATE_DB_FILENAME = "hash-state.db"
+TREE_SCHEMA = "CREATE TABLE IF NOT EXISTS tree_state (root TEXT PRIMARY KEY, fingerprint TEXT, content_digest TEXT)"
+_KNOWN_SETTINGS = {"db_url", "artifacts", "s3_endpoint_url", "tracking_uri", "actor"}
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
+_MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "stores", "metadata", "migrations", "versions")
+_VERSION_COLUMNS = ("id", "name", "version", "created_at", "num_files", "size", "kind", "content_digest",
+                    "message", "status", "source", "stats", "validation", "created_by")
+
+
+def is_valid_name(name: object) -> bool:
+    """A dataset name: letters, digits, '-', '_', '.', '/', no '@', at most 200 characters."""
+    return isinstance(name, str) and bool(name) and len(name) <= 200 and set(name) <= _NAME_CHARS
+
+
+def find_workspace(start: str | None) -> str | None:
+    """The nearest directory at or above ``start`` (default: here) holding ``.loopml/``."""
+    here = os.path.realpath(start or os.getcwd())
+    while True:
+        if os.path.isdir(os.path.join(here, WORKSPACE_DIRNAME)):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def embedded_db_path(root: str, env: Mapping[str, str]) -> str | None:
+    """The SQLite file of the workspace at ``root``, or None when it is not a plain embedded SQLite URL."""
+    url = env.get("LOOPML_DB_URL") or None
+    if url is None:
+        config = os.path.join(root, WORKSPACE_DIRNAME, "config.toml")
+        if os.path.exists(config):
+            import tomllib
+
+            try:
+                with open(config, "rb") as fh:
+                    data = tomllib.load(fh)
+            except (OSError, ValueError):
+                return None
+            section = data.get("loopml", data)
+            if not isinstance(section, dict) or not set(section) <= _KNOWN_SETTINGS:
+                return None
+            url = str(section["db_url"]) if "db_url" in section else None
+    if url is None:
+        return os.path.join(root, WORKSPACE_DIRNAME, "loopml.db")
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    rel = url[len("sqlite:///"):]
+    if not rel or rel == ":memory:":
+        return None
+    path = rel if os.path.isabs(rel) else os.path.join(root, rel)
+    return path if os.path.isfile(path) else None
+
+
+def _head_revision() -> str | None:
+    try:
+        names = [n.split("_", 1)[0] for n in os.listdir(_MIGRATIONS)
+                 if n[:1].isdigit() and "_" in n and n.endswith(".py")]
+    except OSError:
+        return None
+    return max(names) if names else None
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+def _known_content(state_db: str, path: str) -> tuple[str, str] | None:
+    """(kind, content digest) of the working copy at ``path`` if it is exactly as last hashed, else None."""
+    if not os.path.isfile(state_db):
+        return None
+    root = os.path.abspath(path)
+    conn = _connect(state_db)
+    try:
+        row = conn.execute("SELECT fingerprint, content_digest FROM tree_state WHERE root = ?", (root,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    kind, entries = scan_path(path)
+    if tree_fingerprint(kind, entries) != row[0]:
+        return None
+    return kind, row[1]
+
+
+def _open_metadata(db_path: str) -> sqlite3.Connection | None:
+    conn = _connect(db_path)
+    head = _head_revision()
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    if head is None or row is None or row[0] != head:
+        conn.close()
+        return None  # the full path migrates (or refuses) first
+    return conn
+
+
+def quick_status(ws_root: str, db_path: str, path: str, name: str) -> dict[str, Any] | None:
+    """The clean status report of ``path`` against the latest version of ``name``, or None."""
+    if not is_valid_name(name):
+        return None
+    try:
+        known = _known_content(os.path.join(ws_root, WORKSPACE_DIRNAME, STATE_DB_FILENAME), path)
+        if known is None:
+            return None
+        conn = _open_metadata(db_path)
+        if conn is None:
+            return None
+        try:
+            row = conn.execute("SELECT version, content_digest FROM dataset_versions WHERE name = ? "
+                               "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, ValueError, ImportError):
+        return None
+    except Exception as exc:  # a scan error: the full path reports it properly
+        from loopml.errors import LoopmlError
+
+        if isinstance(exc, LoopmlError):
+            return None
+        raise
+    if row is None or row[1] != known[1]:
+        return None
+    return {"name": name, "base": f"{name}@v{int(row[0])}", "added": [], "removed": [], "modified": [],
+            "hashed_files": 0}
+
+
+def quick_unchanged_add(ws_root: str, db_path: str, path: str, name: str) -> dict[str, Any] | None:
+    """The existing version an add of ``path`` as ``name`` would return unchanged (as a dict), or None."""
+    if not is_valid_name(name):
+        return None
+    try:
+        known = _known_content(os.path.join(ws_root, WORKSPACE_DIRNAME, STATE_DB_FILENAME), path)
+        if known is None:
+            return None
+        conn = _open_metadata(db_path)
+        if conn is None:
+            return None
+        try:
+            row = conn.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM dataset_versions "
+                               "WHERE name = ? AND content_digest = ? ORDER BY version LIMIT 1",
+                               (name, known[1])).fetchone()
+            if row is None:
+                return None
+            tags = sorted(r[0] for r in conn.execute("SELECT tag FROM dataset_tags WHERE version_id = ?",
+                                                     (row[0],)))
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, ValueError, ImportError):
+        return None
+    except Exception as exc:
+        from loopml.errors import LoopmlError
+
+        if isinstance(exc, LoopmlError):
+            return None
+        raise
+    v = dict(zip(_VERSION_COLUMNS, row, strict=True))
+    for key in ("stats", "validation"):
+        if isinstance(v[key], str | bytes):
+            v[key] = json.loads(v[key])
+    # The field order of domain.data.DatasetVersion (what the full path prints).
+    return {"id": v["id"], "name": v["name"], "version": int(v["version"]), "created_at": float(v["created_at"]),
+            "num_files": int(v["num_files"]), "size": int(v["size"]), "kind": v["kind"],
+            "content_digest": v["content_digest"], "message": v["message"], "tags": tags, "status": v["status"],
+            "source": v["source"], "stats": v["stats"], "validation": v["validation"],
+            "created_by": v["created_by"]}
