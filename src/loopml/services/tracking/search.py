@@ -266,10 +266,35 @@ def _apply(column: Any, op: str, value: Any) -> Any:
     raise AssertionError(op)
 
 
+# What counts as a number in a param or tag compared with < <= > >=; other values don't match.
+# Checked before the cast because PostgreSQL raises on CAST('rf' AS FLOAT) and SQLite makes it 0.
+NUMBER_PATTERN = r"^\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+
+
+def _numeric(column: Any) -> Any:
+    from sqlalchemy import Float, case, cast
+
+    return case((column.regexp_match(NUMBER_PATTERN), cast(column, Float)), else_=None)
+
+
+def _runs_with(table: Any, key: str, cond: Any = None) -> Any:
+    """``run id IN (runs having ``key`` in ``table`` [with ``cond``])``.
+
+    An IN over the (key, value) index lets the database start from the few matching rows
+    instead of probing every run with a correlated EXISTS.
+    """
+    from sqlalchemy import select
+
+    from loopml.stores.metadata.schema.tracking import runs
+
+    sub = select(table.c.run_id).where(table.c.key == key)
+    if cond is not None:
+        sub = sub.where(cond)
+    return runs.c.id.in_(sub)
+
+
 def _compile_compare(c: Compare) -> Any:
     import math
-
-    from sqlalchemy import Float, cast, exists, literal, select
 
     from loopml.stores.metadata.schema.tracking import latest_metrics, params, runs, tags
 
@@ -292,21 +317,19 @@ def _compile_compare(c: Compare) -> Any:
 
         value: Any = tuple(clamp(float(v)) for v in values) if isinstance(c.value, tuple) else clamp(float(c.value))
         t = latest_metrics
-        cond = _apply(t.c.value, c.op, value)
-        return exists(select(literal(1)).where(t.c.run_id == runs.c.id, t.c.key == c.key, cond))
+        return _runs_with(t, c.key, _apply(t.c.value, c.op, value))
     t = params if c.kind == "params" else tags
     if isinstance(c.value, (int, float)) and not isinstance(c.value, bool) and c.op in ("<", "<=", ">", ">="):
-        column = cast(t.c.value, Float)
+        column = _numeric(t.c.value)
         val: Any = c.value
     elif isinstance(c.value, tuple):
         column, val = t.c.value, tuple(_text(v) for v in c.value)
     else:
         column, val = t.c.value, None if c.value is None else _text(c.value)
     if val is None and c.op in ("=", "!="):
-        present = exists(select(literal(1)).where(t.c.run_id == runs.c.id, t.c.key == c.key))
+        present = _runs_with(t, c.key)
         return ~present if c.op == "=" else present
-    cond = _apply(column, c.op, val)
-    return exists(select(literal(1)).where(t.c.run_id == runs.c.id, t.c.key == c.key, cond))
+    return _runs_with(t, c.key, _apply(column, c.op, val))
 
 
 def _text(v: Any) -> str:

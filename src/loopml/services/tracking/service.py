@@ -311,26 +311,31 @@ class TrackingService:
 
         out: dict[str, Run] = {}
         for r in rows:
+            env = r._mapping.get("environment")
             out[r.id] = Run(id=r.id, experiment=r.experiment, name=r.name, status=RunStatus(r.status),
                             start_time=r.start_time, end_time=r.end_time, parent_id=r.parent_id,
-                            environment=dict(r.environment or {}), error=r.error, deleted=bool(r.deleted))
+                            environment=dict(env or {}), error=r.error, deleted=bool(r.deleted))
         ids = list(out)
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             for t, attr in ((params, "params"), (tags, "tags")):
                 for run_id, key, value in conn.execute(
-                        select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))):
+                        select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))).all():
                     getattr(out[run_id], attr)[key] = value
             lm = latest_metrics
             for run_id, key, value, special in conn.execute(
-                    select(lm.c.run_id, lm.c.key, lm.c.value, lm.c.special).where(lm.c.run_id.in_(chunk))):
-                out[run_id].metrics[key] = decode_value(value, special)
+                    select(lm.c.run_id, lm.c.key, lm.c.value, lm.c.special).where(lm.c.run_id.in_(chunk))).all():
+                out[run_id].metrics[key] = decode_value(value, special) if special else value
         return list(out.values())
 
     def search_runs(self, filter: str | None = None, *, experiments: Sequence[str] | None = None,
                     order_by: Sequence[str] | None = None, limit: int | None = None,
-                    include_deleted: bool = False) -> list[Run]:
-        """Runs matching ``filter`` (the search language), newest first unless ``order_by`` says otherwise."""
+                    include_deleted: bool = False, include_environment: bool = True) -> list[Run]:
+        """Runs matching ``filter`` (the search language), newest first unless ``order_by`` says otherwise.
+
+        ``include_environment=False`` leaves each run's ``environment`` empty: it is the largest
+        column (the package list) and listing or comparing runs does not need it.
+        """
         from sqlalchemy import select
 
         from loopml.services.tracking.search import compile_filter, parse_filter, parse_order_by
@@ -340,7 +345,7 @@ class TrackingService:
             experiments = [experiments]
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidParameterError("limit", "search_runs", "a positive integer", limit)
-        stmt = select(runs)
+        stmt = select(*(c for c in runs.c if include_environment or c.name != "environment"))
         if filter and filter.strip():
             stmt = stmt.where(compile_filter(parse_filter(filter)))
         if experiments:
