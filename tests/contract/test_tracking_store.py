@@ -100,3 +100,42 @@ def test_history_downsampling_keeps_extremes(svc: TrackingService) -> None:
     pts = svc.metric_history(rid, "v", max_points=50)
     assert len(pts) <= 52
     assert max(p.value for p in pts) == 99.0 and min(p.value for p in pts) == -7.0
+
+
+def test_numeric_param_comparison_skips_non_numeric_values(svc: TrackingService) -> None:
+    # params are text; a numeric comparison must not fail on (PostgreSQL) or coerce (SQLite to 0)
+    # values that are not numbers: those runs simply do not match
+    values = {"five": 5, "neg": -2.5, "exp": "1e3", "spaced": " 7 ", "word": "rf", "empty": "",
+              "nan": "nan", "dotted": "1.2.3", "zero_word": "abc0"}
+    ids = {name: svc.create_run("e", name=name, params={"x": v}) for name, v in values.items()}
+    svc.create_run("e", name="no_x", params={"y": 10})
+
+    def names(flt: str) -> set[str]:
+        return {r.name for r in svc.search_runs(flt) if r.name}
+
+    assert names("params.x > 3") == {"five", "exp", "spaced"}
+    assert names("params.x <= 5") == {"five", "neg"}
+    assert names("params.x > -100") == {"five", "neg", "exp", "spaced"}
+    assert names("params.x >= 1000 or params.x = 'rf'") == {"exp", "word"}
+    assert names("not params.x > 3 and params.x < 100") == {"neg"}
+    # text comparisons are untouched
+    assert names("params.x = '5'") == {"five"}
+    assert set(ids) - names("params.x > 3") - names("params.x <= 3") == {"word", "empty", "nan", "dotted", "zero_word"}
+
+
+def test_search_conditions_on_a_key_some_runs_lack(svc: TrackingService) -> None:
+    a = svc.create_run("e", params={"model": "rf"}, tags={"team": "a"})
+    b = svc.create_run("e", params={"model": "lr"})
+    c = svc.create_run("e")
+    svc.log_batch(a, metrics=[MetricPoint("acc", 0.95, 0)])
+    svc.log_batch(b, metrics=[MetricPoint("acc", 0.80, 0)])
+
+    def found(flt: str) -> set[str]:
+        return {r.id for r in svc.search_runs(flt)}
+
+    assert found("metrics.acc > 0.9 and params.model = 'rf'") == {a}
+    assert found("params.model != 'rf'") == {b}  # a run without the key does not match !=
+    assert found("not params.model = 'rf'") == {b, c}
+    assert found("tags.team = null") == {b, c} and found("tags.team != null") == {a}
+    assert found("metrics.acc < 0.9 or tags.team in ('a')") == {a, b}
+    assert found("not metrics.acc > 0.9") == {b, c}
