@@ -69,3 +69,40 @@ def test_eight_processes_log_into_one_workspace_without_loss(tmp_path: Path, bac
     assert len(runs) == 8 and all(r.status.value == "FINISHED" for r in runs)
     assert sum(len(ws.tracking.metric_history(r.id, "x")) for r in runs) == 8 * n
     ws.close()
+
+
+def test_writer_writes_in_the_background_and_logging_after_the_end_is_an_error(workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import loopml
+
+    monkeypatch.chdir(workspace.settings.root)
+    with loopml.start_run("e") as run:
+        for i in range(10):
+            run.log_metric("loss", float(i), step=i)
+        deadline = time.monotonic() + 10
+        # nothing flushed yet: the background writer lands the points on its own within its interval
+        while len(workspace.tracking.metric_history(run.id, "loss")) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workspace.tracking.metric_history(run.id, "loss")) == 10
+        assert loopml.get_run(run.id).status.value == "RUNNING"
+    with pytest.raises(ConflictError, match="ended"):
+        run.log_metric("loss", 1.0, step=99)
+    assert len(workspace.tracking.metric_history(run.id, "loss")) == 10
+
+
+def test_writer_back_pressure_writes_without_dropping(workspace) -> None:  # type: ignore[no-untyped-def]
+    from loopml.domain.tracking import MetricPoint
+    from loopml.sdk._writer import BatchWriter
+
+    svc = workspace.tracking
+    rid = svc.create_run("e")
+    writer = BatchWriter(svc, rid, max_queue=100, max_batch=30, interval=60.0)
+    for i in range(1000):
+        writer.put(MetricPoint("x", float(i), i, 1.0))
+    # with a 60 s interval, only the threshold wake-ups and the full-buffer writes have run
+    assert len(svc.metric_history(rid, "x")) >= 1000 - 2 * 100  # at most the buffer and one batch in flight
+    writer.close()
+    pts = svc.metric_history(rid, "x")
+    assert [p.step for p in pts] == list(range(1000))
+    assert svc.get_run(rid).metrics["x"] == 999.0

@@ -70,6 +70,8 @@ class ActiveRun:
     def log_metric(self, key: str, value: float, step: int = 0, *, ts: float | None = None) -> None:
         # The hot path: checks run at the call (errors belong to the caller), but a key is
         # checked once per run and plain floats and ints skip the general checks.
+        if self._ended:
+            self._raise_ended()
         if type(key) is not str or key not in self._keys:
             self._keys.add(check_key(key))
         if type(value) is not float:
@@ -78,7 +80,13 @@ class ActiveRun:
             step = check_step(step)
         self._writer.put(MetricPoint(key, value, step, ts or time.time()))
 
+    def _raise_ended(self) -> None:
+        raise ConflictError(f"Run {self.id!r} has ended; a metric logged to it now would be lost.",
+                            hint="Log inside the `with loopml.start_run(...)` block, or start a new run.")
+
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        if self._ended:
+            self._raise_ended()
         now = time.time()
         st = check_step(step)
         points = [MetricPoint(check_key(k), check_value(k, v), st, now) for k, v in metrics.items()]
