@@ -115,3 +115,33 @@ def test_postgres_and_s3_workspace_runs_unchanged_on_the_cluster(
         assert len(__import__("json").loads(ws.objects.read_bytes(by["collect"].output_digest))) >= 1
         again = ws.pipelines.run(f"{mod}:par", params={"secs": 0.1})  # in-process, same store: cached
         assert {str(s.status) for s in again.steps} == {"CACHED"}
+
+
+def test_a_bad_parameter_with_dask_fails_clearly_and_leaves_no_worker_behind(workspace: Any, tmp_path: Path) -> None:
+    import psutil
+
+    # the cluster starts in the background while the pipeline is checked; the error must still
+    # come out as the parameter error, and the cluster must be gone when it does
+    mod = write_module(tmp_path / "proj", FLOW)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(PipelineDefinitionError, match="'nope' does not match"):
+        workspace.pipelines.run(f"{mod}:par", params={"nope": 1}, executor="dask", workers=1)
+    time.sleep(0.5)
+    left = [" ".join(p.cmdline())[:200] for p in psutil.Process().children(recursive=True)
+            if p.pid not in before and p.is_running() and "from multiprocessing." not in " ".join(p.cmdline())]  # not the helpers
+    assert left == []
+    assert workspace.pipelines.list_runs() == []
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(workspace: Any, tmp_path: Path) -> None:
+    import socket
+
+    mod = write_module(tmp_path / "proj", FLOW)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), pytest.raises(
+            PipelineDefinitionError, match=f"Could not connect to the Dask scheduler at tcp://127.0.0.1:{port}"):
+        workspace.pipelines.run(f"{mod}:par", executor="dask", scheduler=f"tcp://127.0.0.1:{port}")

@@ -58,9 +58,18 @@ def run_cmd(
     """Run a pipeline; steps whose cache key matches an earlier run are skipped."""
     from loopml.cli._output import print_json
 
-    ws = open_workspace(ctx)
-    run = ws.pipelines.run(target, params=_params(param, params_file), executor=executor, workers=workers,
-                           scheduler=scheduler, no_cache=no_cache, progress=progress(ctx))
+    started: Any = None
+    if executor == "dask":  # start the cluster now, so it comes up while the workspace and pipeline load
+        from loopml.services.pipelines.executors import make_executor
+
+        started = make_executor("dask", None, workers=workers, scheduler=scheduler)
+    try:
+        ws = open_workspace(ctx)
+        run = ws.pipelines.run(target, params=_params(param, params_file), executor=started or executor,
+                               workers=workers, scheduler=scheduler, no_cache=no_cache, progress=progress(ctx))
+    finally:
+        if started is not None:
+            started.close()
     if json_out:
         print_json(_run_json(run))
     else:

@@ -297,29 +297,74 @@ class ProcessExecutor(Executor):
 
 
 class DaskExecutor(Executor):
-    """Each step a Dask task with its declared resources; a LocalCluster on 127.0.0.1 if no scheduler given."""
+    """Each step a Dask task with its declared resources; a LocalCluster on 127.0.0.1 if no scheduler given.
+
+    Connecting (importing ``distributed``, starting the cluster's processes) happens in a background
+    thread from construction on, so it overlaps with loading and checking the pipeline; the first
+    call that needs the cluster waits for it.
+    """
 
     name = "dask"
     parallel = True
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as exc:
-            raise OptionalDependencyError("distributed", "dask", "The Dask executor") from exc
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise OptionalDependencyError("distributed", "dask", "The Dask executor")
+        self.scheduler = scheduler
+        self.workers = workers
         self.cluster: Any = None
-        if scheduler:
-            self.client = Client(scheduler, timeout=30)
-        else:
-            n = workers or 2
+        self._client: Any = None
+        self._offered: list[dict[str, float]] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        if not scheduler:
+            _start_forkserver()
+        self._thread = threading.Thread(target=self._connect, name="loopml-dask-start", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> None:
+        try:
+            import dask
+            import distributed.utils
+            from distributed import Client, LocalCluster
+
+            if self.scheduler:
+                # how long to keep trying: Dask's distributed.comm.timeouts.connect (30 s by default)
+                self._client = Client(self.scheduler)
+                return
+            n = self.workers or 2
             cpus = float(os.cpu_count() or 2)
             memory = float(_total_memory() / n)
-            self.cluster = LocalCluster(
-                host="127.0.0.1", dashboard_address="127.0.0.1:0", processes=True, n_workers=n,
-                threads_per_worker=1, resources={"cpus": cpus, "memory": memory}, silence_logs=40,
-            )
-            self.client = Client(self.cluster)
-        self.workers = workers
+            # The forkserver is already up (see _start_forkserver); without this flag Dask would
+            # import numpy, pandas and more in this process only to choose a preload list for it.
+            distributed.utils._forkserver_preload_set = True
+            with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+                self.cluster = LocalCluster(
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0", processes=True, n_workers=n,
+                    threads_per_worker=1, resources={"cpus": cpus, "memory": memory}, silence_logs=40,
+                    env=dict(os.environ),  # forked workers see today's environment, not the forkserver's
+                )
+            self._offered = [{"cpus": cpus, "memory": memory}]
+            self._client = Client(self.cluster)
+        except BaseException as exc:  # handed to the thread that needs the cluster
+            self._error = exc
+
+    @property
+    def client(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            from loopml.errors import LoopmlError
+
+            if isinstance(self._error, LoopmlError):
+                raise self._error
+            where = f"the Dask scheduler at {self.scheduler}" if self.scheduler else "a local Dask cluster"
+            raise PipelineDefinitionError(
+                f"Could not connect to {where}: {type(self._error).__name__}: {self._error}",
+                hint="Check the --scheduler address (tcp://HOST:PORT) and that the scheduler is running.",
+            ) from self._error
+        return self._client
 
     @property
     def address(self) -> str:
@@ -328,8 +373,10 @@ class DaskExecutor(Executor):
     def check_resources(self, step: str, resources: dict[str, float]) -> None:
         if not resources:
             return
-        info = self.client.scheduler_info()
-        offered = [w.get("resources", {}) for w in info.get("workers", {}).values()]
+        if self._offered is None:  # one round trip per run, not per step
+            self._offered = [w.get("resources", {})
+                             for w in self.client.scheduler_info().get("workers", {}).values()]
+        offered = self._offered
         if not any(all(w.get(k, 0) >= v for k, v in resources.items()) for w in offered):
             raise PipelineDefinitionError(
                 f"Step {step!r} asks for resources {resources}, which no worker of the Dask cluster at "
@@ -362,11 +409,34 @@ class DaskExecutor(Executor):
         future.cancel()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._thread.join()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close(timeout=5)
         if self.cluster is not None:
             with contextlib.suppress(Exception):
-                self.cluster.close()
+                self.cluster.close(timeout=10)
+
+
+_FORKSERVER_PRELOAD = ["distributed", "loopml.services.pipelines.executors", "loopml.services.pipelines.materializers"]
+
+
+def _start_forkserver() -> None:
+    """Start the process LocalCluster workers are forked from, now, in parallel with this one.
+
+    It imports distributed (and the step runner) once, on another core, while this process goes
+    on loading the workspace and the pipeline; each worker is then a cheap fork of it, and a forked
+    worker exits without tearing an interpreter down (spawned workers took ~0.5 s each to stop).
+    """
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    with contextlib.suppress(Exception):  # already running in this process, or not supported: Dask copes
+        multiprocessing.get_context("forkserver").set_forkserver_preload(_FORKSERVER_PRELOAD)
+        multiprocessing.forkserver.ensure_running()
 
 
 def _total_memory() -> int:

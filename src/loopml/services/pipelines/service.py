@@ -16,6 +16,7 @@ from loopml.errors import ConflictError, NotFoundError, PipelineDefinitionError
 from loopml.progress import NullProgress, Progress
 from loopml.services.pipelines import records
 from loopml.services.pipelines.dsl import Dag, Pipeline, load_target
+from loopml.services.pipelines.executors import Executor
 from loopml.services.pipelines.integrations import DataAdapter, TrackingAdapter
 from loopml.stores.metadata.database import append_event
 from loopml.stores.metadata.schema.pipelines import (
@@ -101,29 +102,36 @@ class PipelineService:
         target: str | Pipeline,
         *,
         params: Mapping[str, Any] | None = None,
-        executor: str = "inline",
+        executor: str | Executor = "inline",
         workers: int | None = None,
         scheduler: str | None = None,
         no_cache: bool = False,
         progress: Progress | None = None,
         resume_from: str | None = None,
     ) -> PipelineRun:
-        """Run a pipeline; raises StepFailedError (with ``.run_id``) when a step fails."""
-        from loopml.services.pipelines.executors import make_executor
+        """Run a pipeline; raises StepFailedError (with ``.run_id``) when a step fails.
+
+        ``executor`` is a name (inline, process, dask) or an executor already made with
+        ``make_executor`` (the CLI starts a Dask cluster that way before the workspace opens);
+        either way it is closed when the run ends.
+        """
+        from loopml.services.pipelines.executors import Executor, make_executor
         from loopml.services.pipelines.runner import PipelineRunner, RunOptions
 
-        pipeline = self.load(target)
-        flat = flatten_params(params or {}, pipeline)
-        dag = pipeline.trace(flat)  # every parameter and call is checked before anything runs
         if workers is not None and workers < 1:
             from loopml.errors import InvalidParameterError
 
             raise InvalidParameterError("workers", "pipeline run", "a positive integer", workers)
-        target_ref = target if isinstance(target, str) else pipeline.ref
-        exe = make_executor(executor, self.objects, workers=workers, scheduler=scheduler)
+        # Made first: a Dask executor starts its cluster in the background while the pipeline loads.
+        exe = executor if isinstance(executor, Executor) else make_executor(
+            executor, self.objects, workers=workers, scheduler=scheduler)
         try:
+            pipeline = self.load(target)
+            flat = flatten_params(params or {}, pipeline)
+            dag = pipeline.trace(flat)  # every parameter and call is checked before anything runs
+            target_ref = target if isinstance(target, str) else pipeline.ref
             runner = PipelineRunner(self.db, self.objects, self.settings, self.tracking, self.data, exe)
-            opts = RunOptions(executor=executor, workers=workers, scheduler=scheduler, no_cache=no_cache,
+            opts = RunOptions(executor=exe.name, workers=workers, scheduler=scheduler, no_cache=no_cache,
                               resume_from=resume_from, progress=progress or NullProgress())
             return runner.run(pipeline, dag, flat, target_ref, opts)
         finally:
