@@ -9,8 +9,9 @@ Environment knobs (all optional):
                     batched in the background); `batch` calls RemoteTrackingService.log_batch directly
   ONLY=loopml|mlflow  run one side only
 
-Two figures per tool: wall time (client processes started -> all exited, includes Python start-up and imports)
-and ingest time (first request sent -> last write acknowledged, taken from the clients' clocks).
+Three figures per tool: wall time (client processes started -> all exited, includes Python start-up and imports),
+ingest time (first request sent -> last write acknowledged, taken from the clients' clocks), and the CPU seconds the
+server's process tree spent meanwhile (the figure least disturbed by other jobs on a shared machine).
 """
 
 from __future__ import annotations
@@ -100,8 +101,25 @@ def wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-def clients(py: str, code: str, url: str, runs: int, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Start 8 clients sharing ``runs`` runs; return (wall seconds, first request -> last ack seconds)."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants (Linux /proc)."""
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def clients(py: str, code: str, url: str, runs: int, env: dict[str, str] | None = None,
+            server_pid: int = 0) -> tuple[float, float, float]:
+    """Start 8 clients sharing ``runs`` runs; return (wall s, first request -> last ack s, server CPU s)."""
+    cpu0 = tree_cpu(server_pid)
     shares = [runs // CLIENTS + (1 if i < runs % CLIENTS else 0) for i in range(CLIENTS)]
     t0 = time.perf_counter()
     ps = [subprocess.Popen([py, "-c", code, url, str(i), str(n)], stdout=subprocess.PIPE, text=True, env=env)
@@ -109,13 +127,15 @@ def clients(py: str, code: str, url: str, runs: int, env: dict[str, str] | None 
     outs = [p.communicate()[0] for p in ps]
     wall = time.perf_counter() - t0
     assert all(p.returncode == 0 for p in ps), [p.returncode for p in ps]
+    cpu = tree_cpu(server_pid) - cpu0
     marks = [json.loads(o.strip().splitlines()[-1]) for o in outs]
-    return wall, max(m["last"] for m in marks) - min(m["first"] for m in marks)
+    return wall, max(m["last"] for m in marks) - min(m["first"] for m in marks), cpu
 
 
-def fmt(name: str, n: int, expected: int, wall: float, ingest: float) -> str:
+def fmt(name: str, n: int, expected: int, wall: float, ingest: float, cpu: float) -> str:
     return (f"{name}: {n}/{expected} points counted (lost {expected - n}); wall {wall:.2f}s ({expected / wall:,.0f}/s),"
-            f" ingest {ingest:.2f}s ({expected / ingest:,.0f}/s)")
+            f" ingest {ingest:.2f}s ({expected / ingest:,.0f}/s), server CPU {cpu:.2f}s"
+            f" ({expected / max(cpu, 0.01):,.0f} points per CPU-second)")
 
 
 def bench_loopml(tmp: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -126,8 +146,8 @@ def bench_loopml(tmp: Path, env: dict[str, str]) -> tuple[float, float]:
     try:
         wait(url + "/health", srv)
         code = LOOPML_SDK_CLIENT if LOOPML_API == "sdk" else LOOPML_BATCH_CLIENT
-        wall, ingest = clients(sys.executable, code.format(PARAMS=PARAMS, METRICS=METRICS, STEPS=STEPS), url, RUNS,
-                               env)
+        wall, ingest, cpu = clients(sys.executable, code.format(PARAMS=PARAMS, METRICS=METRICS, STEPS=STEPS), url,
+                                    RUNS, env, srv.pid)
         from loopml.sdk._remote import RemoteTrackingService
 
         svc = RemoteTrackingService(url)
@@ -137,7 +157,7 @@ def bench_loopml(tmp: Path, env: dict[str, str]) -> tuple[float, float]:
     finally:
         srv.terminate()
         srv.wait()
-    print(fmt(f"loopml ({LOOPML_API})", n, expected, wall, ingest), flush=True)
+    print(fmt(f"loopml ({LOOPML_API})", n, expected, wall, ingest, cpu), flush=True)
     return wall, ingest
 
 
@@ -152,8 +172,9 @@ def bench_mlflow(tmp: Path) -> tuple[float, float]:
         wait(murl + "/health", ms)
         subprocess.run([str(MLFLOW_PY), "-c", f"from mlflow.tracking import MlflowClient; "
                         f"MlflowClient('{murl}').create_experiment('bench')"], check=True)
-        wall, ingest = clients(str(MLFLOW_PY), MLFLOW_CLIENT.format(PERCALL=PERCALL, PARAMS=PARAMS, METRICS=METRICS,
-                                                                     STEPS=STEPS), murl, MLFLOW_RUNS)
+        wall, ingest, cpu = clients(str(MLFLOW_PY), MLFLOW_CLIENT.format(PERCALL=PERCALL, PARAMS=PARAMS,
+                                                                          METRICS=METRICS, STEPS=STEPS),
+                                    murl, MLFLOW_RUNS, server_pid=ms.pid)
         out = subprocess.run([str(MLFLOW_PY), "-c", f"""
 from mlflow.tracking import MlflowClient
 c = MlflowClient('{murl}'); e = c.get_experiment_by_name('bench').experiment_id
@@ -165,7 +186,7 @@ print(sum(len(c.get_metric_history(r.info.run_id, f'm{{k}}')) for r in runs for 
     finally:
         ms.terminate()
         ms.wait()
-    print(fmt(f"mlflow ({'log_metric' if PERCALL else 'log_batch'})", n, expected, wall, ingest), flush=True)
+    print(fmt(f"mlflow ({'log_metric' if PERCALL else 'log_batch'})", n, expected, wall, ingest, cpu), flush=True)
     return wall, ingest
 
 

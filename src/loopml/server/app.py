@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 
@@ -24,7 +26,17 @@ def create_app(workspace_or_services: Any = None) -> Any:
             holder["ws"] = Workspace.open()
         return holder["ws"]
 
-    app = FastAPI(title="loopml", version="0.1", openapi_url="/openapi.json")
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        # Open the store and import its machinery before the first request, not during it; a database that
+        # is down now is reported per request (503) later, so a failure here only skips the warm-up.
+        try:
+            services().tracking.list_experiments()
+        except LoopmlError:
+            pass
+        yield
+
+    app = FastAPI(title="loopml", version="0.1", openapi_url="/openapi.json", lifespan=lifespan)
     app.include_router(tracking.build_router(lambda: services().tracking))
 
     @app.get("/health")
