@@ -1,6 +1,7 @@
-"""Pipelines benchmarks: cached and uncached step overhead, Dask parallelism, a tiny flow vs Metaflow.
+"""Pipelines benchmarks: cached and uncached step overhead, Dask parallelism, a tiny flow vs Metaflow and ZenML.
 
-Run: .venv/bin/python benchmarks/bench_pipelines.py   (after benchmarks/setup_metaflow.sh)
+Run: .venv/bin/python benchmarks/bench_pipelines.py   (after benchmarks/setup_metaflow.sh and setup_zenml.sh;
+`dask` or `peers` as argument runs only those rows)
 Prints a Markdown report; numbers go into benchmarks/RESULTS-pipelines.md.
 """
 
@@ -19,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOOPML_PY = REPO / ".venv" / "bin" / "python"
 METAFLOW_PY = HERE / ".venvs" / "metaflow" / "bin" / "python"
+ZENML_PY = HERE / ".venvs" / "zenml" / "bin" / "python"
+_TINY_LOOPML_TIMES: dict[str, float] = {}  # the loopml tiny-flow medians, shared by the peer rows
 
 
 def chain_module(n: int) -> str:
@@ -83,6 +86,32 @@ class TinyFlow(FlowSpec):
 
 if __name__ == "__main__":
     TinyFlow()
+"""
+
+
+TINY_ZENML = """
+import os
+
+from zenml import pipeline, step
+
+@step
+def start() -> list:
+    return [1, 2, 3]
+
+@step
+def middle(xs: list) -> int:
+    return sum(xs)
+
+@step
+def end(total: int) -> int:
+    return total * 2
+
+@pipeline(enable_cache=os.environ.get("TINY_CACHE") == "1")
+def tiny():
+    end(middle(start()))
+
+if __name__ == "__main__":
+    tiny()
 """
 
 
@@ -187,6 +216,7 @@ def bench_vs_metaflow(work: Path, repeats: int = 3) -> list[str]:
                                  wsdir, env))
         mf.append(timed([str(METAFLOW_PY), "tinyflow.py", "--quiet", "run"], mfdir, env))
     lu, lc, m = (statistics.median(x) for x in (loop_uncached, loop_cached, mf))
+    _TINY_LOOPML_TIMES.update(uncached=lu, cached=lc)
     version = subprocess.run([str(METAFLOW_PY), "-c", "import metaflow; print(metaflow.__version__)"],
                              capture_output=True, text=True).stdout.strip()
     return [
@@ -197,12 +227,42 @@ def bench_vs_metaflow(work: Path, repeats: int = 3) -> list[str]:
     ]
 
 
+def bench_vs_zenml(work: Path, repeats: int = 3) -> list[str]:
+    if not ZENML_PY.exists():
+        return ["| tiny 3-step flow vs ZenML | not run: run benchmarks/setup_zenml.sh first | | |"]
+    zdir = work / "zen"
+    zdir.mkdir()
+    (zdir / "tiny_zenml.py").write_text(TINY_ZENML)
+    # Its own config and local store in the temp dir, offline, analytics off.
+    env = {**os.environ, "ZENML_ANALYTICS_OPT_IN": "false", "ZENML_CONFIG_PATH": str(zdir / "cfg"),
+           "ZENML_LOGGING_VERBOSITY": "WARN", "ZENML_ENABLE_RICH_TRACEBACK": "false", "AUTO_OPEN_DASHBOARD": "false"}
+    timed([str(ZENML_PY.parent / "zenml"), "init"], zdir, env)  # repository + default local stack, untimed
+    timed([str(ZENML_PY), "tiny_zenml.py"], zdir, env)  # the first run after init sets up its store: untimed
+    uncached, cached = [], []
+    for _ in range(repeats):
+        uncached.append(timed([str(ZENML_PY), "tiny_zenml.py"], zdir, env))
+        cached.append(timed([str(ZENML_PY), "tiny_zenml.py"], zdir, {**env, "TINY_CACHE": "1"}))
+    zu, zc = statistics.median(uncached), statistics.median(cached)
+    version = subprocess.run([str(ZENML_PY), "-c", "import zenml; print(zenml.__version__)"], env=env,
+                             capture_output=True, text=True).stdout.strip()
+    loop_u, loop_c = _TINY_LOOPML_TIMES.get("uncached"), _TINY_LOOPML_TIMES.get("cached")
+    ratio_u = f"ZenML / loopml = {zu / loop_u:.1f}x" if loop_u else "loopml row not run"
+    ratio_c = f"{zc / loop_c:.1f}x" if loop_c else "loopml row not run"
+    return [
+        f"| tiny 3-step flow, uncached (median of {repeats}) | loopml {loop_u or float('nan'):.2f} s (row above) | "
+        f"ZenML {version} `python tiny_zenml.py` (enable_cache=False): {zu:.2f} s | **{ratio_u}** |",
+        f"| tiny 3-step flow, cached re-run (median of {repeats}) | loopml {loop_c or float('nan'):.2f} s | "
+        f"ZenML {version} cached (enable_cache=True): {zc:.2f} s | {ratio_c} |",
+    ]
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="loopml-bench-pipelines-"))
     try:
         rows = ["| measurement | loopml | reference | result |", "|---|---|---|---|"]
         rows += bench_overhead(work)
         rows += bench_vs_metaflow(work)
+        rows += bench_vs_zenml(work)
         rows += bench_dask(work)
         print("\n".join(rows))
     finally:
@@ -213,6 +273,10 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["dask"]:  # only the Dask rows
         w = Path(tempfile.mkdtemp(prefix="loopml-bench-pipelines-"))
         print("\n".join(bench_dask(w)))
+        shutil.rmtree(w, ignore_errors=True)
+    elif sys.argv[1:] == ["peers"]:  # only the tiny-flow rows (Metaflow, ZenML)
+        w = Path(tempfile.mkdtemp(prefix="loopml-bench-pipelines-"))
+        print("\n".join(bench_vs_metaflow(w) + bench_vs_zenml(w)))
         shutil.rmtree(w, ignore_errors=True)
     else:
         main()

@@ -80,35 +80,26 @@ class TrackingAdapter:
 
     def finish_step(self, step: Any) -> None:
         """Log a step's metrics, captured output, timings and status to its nested run, and close it."""
-        if not step.tracking_run_id:
-            return
-
-        def finish(s: Any) -> None:
-            from loopml.domain.tracking import MetricPoint, RunStatus
-
-            run_id = step.tracking_run_id
-            ended = step.ended or 0.0
-            points = [MetricPoint(k, float(v), 0, ended) for k, v in step.metrics.items()]
-            if step.duration is not None:
-                points.append(MetricPoint("duration_s", float(step.duration), 0, ended))
-            s.log_batch(run_id, metrics=points, tags={
-                "loopml.status": str(step.status), "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
-                "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
-                "loopml.started": f"{step.started or 0:.3f}", "loopml.ended": f"{ended:.3f}",
-                "loopml.attempts": str(step.attempts)})
-            for label, text in (("stdout", step.stdout), ("stderr", step.stderr)):
-                if text:
-                    s.log_artifact_bytes(run_id, text.encode("utf-8"), f"{label}.txt")
-            status = RunStatus.FAILED if step.status == "FAILED" else RunStatus.FINISHED
-            s.end_run(run_id, status=status, error=step.error)
-
-        self._call(f"record step {step.name}", finish)
+        if step.tracking_run_id:
+            self._call(f"record step {step.name}", lambda s: _finish(s, step, _step_tags(step)))
 
     def record_step(self, parent: str | None, pipeline: str, step: Any) -> str | None:
-        """One nested run for a step run that finished without running (cached, reused, dataset)."""
-        step.tracking_run_id = self.start_step(parent, pipeline, step.name, step.id, step.params, step.cache_key)
-        self.finish_step(step)
-        return step.tracking_run_id
+        """One nested run for a step run that finished without running (cached, reused, dataset).
+
+        Its tags go in with the run, and a step without metrics needs no log_batch: two writes, not three.
+        """
+        if parent is None:
+            return None
+
+        def record(s: Any) -> str:
+            run_id: str = s.create_run(f"pipeline:{pipeline}", name=step.name, parent_id=parent,
+                                       params=_flat(step.params), run_id=step.id, tags=_step_tags(step))
+            step.tracking_run_id = run_id
+            _finish(s, step, None)
+            return run_id
+
+        result = self._call(f"record step {step.name}", record)
+        return result if isinstance(result, str) else None
 
     def abandon_steps(self, run_ids: list[str]) -> None:
         """Close nested runs of steps that never finished (the user interrupted the pipeline)."""
@@ -192,6 +183,32 @@ class DataAdapter:
         except Exception as exc:  # lineage must never break a pipeline run, but must not vanish silently
             log.warning("data: could not record that %s %s read dataset version %s: %s", consumer_type,
                         consumer_id, version_id, exc)
+
+
+def _step_tags(step: Any) -> dict[str, str]:
+    return {"loopml.step": step.name, "loopml.step_run": step.id, "loopml.status": str(step.status),
+            "loopml.cached": str(step.status in ("CACHED", "REUSED")).lower(),
+            "loopml.cache_key": step.cache_key or "", "loopml.output": step.output_digest or "",
+            "loopml.started": f"{step.started or 0:.3f}", "loopml.ended": f"{step.ended or 0:.3f}",
+            "loopml.attempts": str(step.attempts)}
+
+
+def _finish(s: Any, step: Any, tags: dict[str, str] | None) -> None:
+    """Metrics (and ``tags``), captured stdout/stderr as artifacts, then the final status."""
+    from loopml.domain.tracking import MetricPoint, RunStatus
+
+    run_id = step.tracking_run_id
+    ended = step.ended or 0.0
+    points = [MetricPoint(k, float(v), 0, ended) for k, v in step.metrics.items()]
+    if step.duration is not None and step.status not in ("CACHED", "REUSED"):  # a cache hit did not run
+        points.append(MetricPoint("duration_s", float(step.duration), 0, ended))
+    if points or tags:
+        s.log_batch(run_id, metrics=points, tags=tags)
+    for label, text in (("stdout", step.stdout), ("stderr", step.stderr)):
+        if text:
+            s.log_artifact_bytes(run_id, text.encode("utf-8"), f"{label}.txt")
+    status = RunStatus.FAILED if step.status == "FAILED" else RunStatus.FINISHED
+    s.end_run(run_id, status=status, error=step.error)
 
 
 def _flat(params: dict[str, Any]) -> dict[str, str]:
