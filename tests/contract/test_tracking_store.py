@@ -139,3 +139,50 @@ def test_search_conditions_on_a_key_some_runs_lack(svc: TrackingService) -> None
     assert found("tags.team = null") == {b, c} and found("tags.team != null") == {a}
     assert found("metrics.acc < 0.9 or tags.team in ('a')") == {a, b}
     assert found("not metrics.acc > 0.9") == {b, c}
+
+
+def _migrate(db: Database, target: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from loopml.stores.metadata.revisions import MIGRATIONS_DIR
+
+    with db.engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = conn
+        (command.downgrade if target != "head" else command.upgrade)(cfg, target)
+
+
+def test_environment_migration_keeps_environments_both_ways(svc: TrackingService) -> None:
+    import json
+
+    from sqlalchemy import inspect, text
+
+    from loopml.stores.metadata.schema import tracking as T
+
+    db = svc.db
+    with db.engine.connect() as conn:
+        insp = inspect(conn)
+        for name in ("tracking_runs", "tracking_run_environments"):
+            declared = {c.name for c in T.metadata.tables[name].columns}
+            assert {c["name"] for c in insp.get_columns(name)} == declared, name
+    env = {"python": "3.11.7", "packages": {"numpy": "2.1.0"}, "git": {"commit": "abc", "dirty": False}}
+    with_env = svc.create_run("e", environment=env)
+    without_env = svc.create_run("e")
+    _migrate(db, "0004")
+    with db.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT id, environment FROM tracking_runs")).all())
+        assert "tracking_run_environments" not in inspect(conn).get_table_names()
+    decoded = {k: v if isinstance(v, dict) else json.loads(v) for k, v in stored.items()}
+    assert decoded == {with_env: env, without_env: {}}
+    with db.engine.begin() as conn:  # a run written by the old schema
+        conn.execute(text("INSERT INTO tracking_runs (id, experiment, name, status, start_time, end_time, parent_id, "
+                          "environment, error, deleted) VALUES ('old1', 'e', NULL, 'FINISHED', 1.0, 2.0, NULL, "
+                          ":env, NULL, :f)"), {"env": json.dumps({"python": "3.10"}), "f": False})
+    _migrate(db, "head")
+    db.engine.dispose()
+    assert svc.get_run(with_env).environment == env
+    assert svc.get_run("old1").environment == {"python": "3.10"}
+    assert svc.get_run(without_env).environment == {}
+    assert {r.id for r in svc.search_runs("status = 'FINISHED'")} == {"old1"}

@@ -127,7 +127,7 @@ class TrackingService:
 
         from loopml.stores.metadata.database import append_event
         from loopml.stores.metadata.schema.tracking import params as params_t
-        from loopml.stores.metadata.schema.tracking import runs
+        from loopml.stores.metadata.schema.tracking import run_environments, runs
         from loopml.stores.metadata.schema.tracking import tags as tags_t
 
         if not isinstance(experiment, str) or not experiment.strip() or len(experiment) > 200:
@@ -147,7 +147,9 @@ class TrackingService:
                 raise ConflictError(f"A run with id {run_id!r} already exists.", hint="Use another id or none.")
             conn.execute(insert(runs).values(
                 id=rid, experiment=experiment, name=name, status=RunStatus.RUNNING.value, start_time=time.time(),
-                end_time=None, parent_id=parent_id, environment=dict(environment or {}), error=None, deleted=False))
+                end_time=None, parent_id=parent_id, error=None, deleted=False))
+            if environment:
+                conn.execute(insert(run_environments).values(run_id=rid, environment=dict(environment)))
             if param_rows:
                 conn.execute(insert(params_t), [{"run_id": rid, "key": k, "value": v} for k, v in param_rows.items()])
             if tag_rows:
@@ -163,7 +165,7 @@ class TrackingService:
         return {check_key(k, what): param_text(k, v, what) for k, v in values.items()}
 
     def _require(self, conn: Connection, run_id: str, *, whole: bool = False) -> Any:
-        """The run's row (only its id unless ``whole``: the environment is large); NotFoundError if none."""
+        """The run's row (only its id unless ``whole``); NotFoundError if none."""
         from sqlalchemy import select
 
         from loopml.stores.metadata.schema.tracking import runs
@@ -304,20 +306,29 @@ class TrackingService:
             row = self._require(conn, run_id, whole=True)
             return self._load(conn, [row])[0]
 
-    def _load(self, conn: Connection, rows: Sequence[Any]) -> list[Run]:
+    def _load(self, conn: Connection, rows: Sequence[Any], *, environment: bool = True) -> list[Run]:
         from sqlalchemy import select
 
-        from loopml.stores.metadata.schema.tracking import latest_metrics, params, tags
+        from loopml.stores.metadata.schema.tracking import (
+            latest_metrics,
+            params,
+            run_environments,
+            tags,
+        )
 
         out: dict[str, Run] = {}
         for r in rows:
-            env = r._mapping.get("environment")
             out[r.id] = Run(id=r.id, experiment=r.experiment, name=r.name, status=RunStatus(r.status),
                             start_time=r.start_time, end_time=r.end_time, parent_id=r.parent_id,
-                            environment=dict(env or {}), error=r.error, deleted=bool(r.deleted))
+                            error=r.error, deleted=bool(r.deleted))
         ids = list(out)
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
+            if environment:
+                e = run_environments
+                for run_id, env in conn.execute(
+                        select(e.c.run_id, e.c.environment).where(e.c.run_id.in_(chunk))).all():
+                    out[run_id].environment = dict(env or {})
             for t, attr in ((params, "params"), (tags, "tags")):
                 for run_id, key, value in conn.execute(
                         select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))).all():
@@ -334,7 +345,7 @@ class TrackingService:
         """Runs matching ``filter`` (the search language), newest first unless ``order_by`` says otherwise.
 
         ``include_environment=False`` leaves each run's ``environment`` empty: it is the largest
-        column (the package list) and listing or comparing runs does not need it.
+        part of a run (the package list) and listing or comparing runs does not need it.
         """
         from sqlalchemy import select
 
@@ -345,7 +356,7 @@ class TrackingService:
             experiments = [experiments]
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidParameterError("limit", "search_runs", "a positive integer", limit)
-        stmt = select(*(c for c in runs.c if include_environment or c.name != "environment"))
+        stmt = select(runs)
         if filter and filter.strip():
             stmt = stmt.where(compile_filter(parse_filter(filter)))
         if experiments:
@@ -369,7 +380,7 @@ class TrackingService:
             stmt = stmt.limit(limit)
         with self.db.read() as conn:
             rows = conn.execute(stmt).all()
-            return self._load(conn, rows)
+            return self._load(conn, rows, environment=include_environment)
 
     def metric_history(self, run_id: str, key: str, *, max_points: int | None = None) -> list[MetricPoint]:
         """All points of a metric by step; with ``max_points``, downsampled keeping each bucket's min and max."""
@@ -418,7 +429,8 @@ class TrackingService:
                 ids += kids
                 frontier = kids
             digests = {r[0] for r in conn.execute(select(T.artifacts.c.digest).where(T.artifacts.c.run_id.in_(ids)))}
-            for t in (T.params, T.tags, T.metric_history, T.latest_metrics, T.artifacts, T.batches):
+            for t in (T.params, T.tags, T.metric_history, T.latest_metrics, T.artifacts, T.batches,
+                      T.run_environments):
                 conn.execute(delete(t).where(t.c.run_id.in_(ids)))
             conn.execute(delete(T.runs).where(T.runs.c.id.in_(ids)))
             append_event(conn, actor=self.settings.actor, action="run.delete", object_type="run",

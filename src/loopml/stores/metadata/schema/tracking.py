@@ -1,4 +1,4 @@
-"""Tables of the tracking part: runs, params, tags, metric history, latest metrics, artifacts."""
+"""Tables of the tracking part: runs, their environments, params, tags, metric history, latest metrics, artifacts."""
 
 from __future__ import annotations
 
@@ -31,11 +31,19 @@ runs = Table(
     Column("start_time", Float, nullable=False),
     Column("end_time", Float),
     id_column("parent_id"),
-    json_column("environment", nullable=False),
     Column("error", Text),
     Column("deleted", Boolean, nullable=False, default=False),
     Index("ix_tracking_runs_experiment", "experiment", "start_time"),
     Index("ix_tracking_runs_parent", "parent_id"),
+)
+
+# Kept apart from ``tracking_runs`` (migration 0005): the package list makes it kilobytes per
+# run, and inline it made every scan of runs (search, ordering) read it.
+run_environments = Table(
+    "tracking_run_environments",
+    metadata,
+    id_column("run_id", primary_key=True),
+    json_column("environment", nullable=False),
 )
 
 params = Table(
@@ -105,4 +113,5 @@ batches = Table(
     Column("ts", Float, nullable=False),
 )
 
-__all__ = ["artifacts", "batches", "latest_metrics", "metadata", "metric_history", "params", "runs", "tags"]
+__all__ = ["artifacts", "batches", "latest_metrics", "metadata", "metric_history", "params", "run_environments", "runs",
+           "tags"]
