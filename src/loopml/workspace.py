@@ -19,6 +19,7 @@ from loopml.settings import (
 )
 
 if TYPE_CHECKING:
+    from loopml.domain.events import Event
     from loopml.progress import Progress
     from loopml.services.data import DataService
     from loopml.services.maintenance import DoctorReport
@@ -165,6 +166,15 @@ class Workspace:
         from loopml.services.maintenance import check_workspace
 
         return check_workspace(self.db, self.objects, verify=verify, progress=progress)
+
+    def events(self, *, object_type: str | None = None, object_id: str | None = None,
+               action: str | None = None, actor: str | None = None, since: float | None = None,
+               limit: int | None = 100, newest_first: bool = True) -> list[Event]:
+        """The audit trail: who did what to which object, newest first (see ``services.audit``)."""
+        from loopml.services.audit import list_events
+
+        return list_events(self.db, object_type=object_type, object_id=object_id, action=action, actor=actor,
+                           since=since, limit=limit, newest_first=newest_first)
 
     def close(self) -> None:
         db = self.__dict__.pop("db", None)

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("status")(status)
     app.command("doctor")(doctor)
+    app.command("events")(events)
 
 
 def init(
@@ -92,3 +93,33 @@ def doctor(
         echo("OK" if report.ok else "PROBLEMS FOUND")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def events(
+    ctx: typer.Context,
+    object_ref: str = typer.Option(None, "--object", "-o", help="Only this object: TYPE or TYPE:ID (e.g. run:01ab...)."),
+    action: str = typer.Option(None, "--action", "-a", help="Only this action; a trailing * matches a prefix (run.*)."),
+    actor: str = typer.Option(None, "--actor", help="Only actions by this actor."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many events."),
+    oldest_first: bool = typer.Option(False, "--oldest-first", help="Oldest first instead of newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """The audit trail: who did what to which object, and when."""
+    import time
+
+    from loopml.cli._output import print_table
+
+    object_type, _, object_id = (object_ref or "").partition(":")
+    ws = open_workspace(ctx)
+    try:
+        found = ws.events(object_type=object_type or None, object_id=object_id or None, action=action,
+                          actor=actor, limit=limit, newest_first=not oldest_first)
+    finally:
+        ws.close()
+    if as_json:
+        print_json([e.__dict__ for e in found])
+        return
+    rows = [[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), e.actor, e.action,
+             f"{e.object_type}:{e.object_id}", ", ".join(f"{k}={v}" for k, v in sorted(e.details.items()))[:80]]
+            for e in found]
+    print_table(["when", "actor", "action", "object", "details"], rows, title=f"{len(found)} event(s)")
