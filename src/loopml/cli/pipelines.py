@@ -69,7 +69,10 @@ def run_cmd(
                                workers=workers, scheduler=scheduler, no_cache=no_cache, progress=progress(ctx))
     finally:
         if started is not None:
+            from loopml.services.pipelines.executors import stop_forkserver
+
             started.close()
+            stop_forkserver()  # this process is about to exit; do not make a caller wait for it
     if json_out:
         print_json(_run_json(run))
     else:
