@@ -1,4 +1,4 @@
-"""Real servers for tests, all bound to 127.0.0.1: PostgreSQL (throwaway cluster) and S3 (moto)."""
+"""Real servers for tests, all bound to 127.0.0.1: PostgreSQL (throwaway cluster), S3 (moto), `loopml server` and a fault-injecting HTTP proxy."""
 
 from __future__ import annotations
 
@@ -157,3 +157,132 @@ class S3Server:
     def storage_options(self) -> dict[str, object]:
         return {"key": self.access_key, "secret": self.secret_key,
                 "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": self.region}}
+
+
+class LoopmlServer:
+    """`loopml server` in a subprocess on a free loopback port, over the workspace at ``root``."""
+
+    def __init__(self, root: Path, env: dict[str, str], *, workers: int = 2) -> None:
+        self.root, self.env, self.workers = root, env, workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LoopmlServer:
+        import sys
+
+        import httpx
+
+        loopml = str(Path(sys.executable).with_name("loopml"))
+        self.log = self.root.parent / f"server-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self._proc = subprocess.Popen([loopml, "server", "--port", str(self.port), "--workers", str(self.workers)],
+                                          cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+            if self._proc.poll() is not None:
+                break
+        self._proc.kill()
+        raise RuntimeError(f"loopml server did not start: {self.log.read_text(errors='replace')[-2000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+
+
+class FaultProxy:
+    """An HTTP/1.1 proxy on 127.0.0.1 in front of ``upstream`` that injects faults.
+
+    ``faults`` maps a path suffix (``"/batch"``) to actions used one per matching request, in order:
+    ``"503"`` answers 503 without forwarding; ``"cut-body"`` reads half the request body, then drops the
+    connection (nothing forwarded); ``"lose-reply"`` forwards the request (it takes effect), then drops the
+    connection instead of answering. Other requests pass through. ``forwarded`` lists the forwarded paths.
+    """
+
+    def __init__(self, upstream: str, faults: dict[str, list[str]]) -> None:
+        self.upstream = upstream
+        self.faults = {k: list(v) for k, v in faults.items()}
+        self.forwarded: list[str] = []
+        self._server: object | None = None
+
+    def _take(self, path: str) -> str | None:
+        for suffix, actions in self.faults.items():
+            if path.split("?")[0].endswith(suffix) and actions:
+                return actions.pop(0)
+        return None
+
+    def pending(self) -> dict[str, list[str]]:
+        return {k: v for k, v in self.faults.items() if v}
+
+    def __enter__(self) -> FaultProxy:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        proxy = self
+        upstream = httpx.Client(base_url=self.upstream, timeout=60)
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                with lock:
+                    action = proxy._take(self.path)
+                if action == "cut-body":
+                    self.rfile.read(length // 2)
+                    self._drop()
+                    return
+                body = self.rfile.read(length) if length else b""
+                if action == "503":
+                    self._reply(503, b'{"error": "injected: service unavailable"}', "application/json")
+                    return
+                resp = upstream.request(self.command, self.path, content=body,
+                                        headers={"content-type": self.headers.get("content-type", "")})
+                with lock:
+                    proxy.forwarded.append(self.path)
+                if action == "lose-reply":
+                    self._drop()
+                    return
+                self._reply(resp.status_code, resp.content, resp.headers.get("content-type", "application/json"))
+
+            def _reply(self, status: int, content: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+        self._upstream = upstream
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.server_close()  # type: ignore[attr-defined]
+            self._upstream.close()

@@ -31,12 +31,14 @@ def remote_service_from_env(env: Mapping[str, str] = os.environ) -> RemoteTracki
 class RemoteTrackingService:
     """Same methods as TrackingService; writes carry ids so retries never duplicate."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 60.0, retries: int = _RETRIES, backoff: float = 0.1) -> None:
         import socket
 
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        self.retries = max(1, retries)
+        self.backoff = backoff  # first pause between attempts, doubled each time up to 5 s
         # httpcore writes headers and body in separate sends; without TCP_NODELAY, Nagle plus the server's
         # delayed ACK hold every POST body back ~40 ms.
         # Plain http never uses TLS: skip building a verifying context (loading the CA bundle costs ~20 ms of
@@ -55,9 +57,9 @@ class RemoteTrackingService:
         data = content if content is not None else (None if body is None else json.dumps(body).encode())
         headers = {"content-type": "application/json"} if content is None else {
             "content-type": "application/octet-stream"}
-        delay = 0.1
+        delay = self.backoff
         last: str = ""
-        for attempt in range(_RETRIES):
+        for attempt in range(self.retries):
             try:
                 resp = self._client.request(method, path, content=data, params=params, headers=headers)
             except httpx.TransportError as exc:
@@ -79,7 +81,7 @@ class RemoteTrackingService:
                     err = LoopmlError(msg)
                     err.http_status = resp.status_code
                     raise err
-            if attempt < _RETRIES - 1:
+            if attempt < self.retries - 1:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise RemoteUnavailableError(f"Tracking server {self.base_url} did not answer {method} {path} ({last}).",
