@@ -142,3 +142,26 @@ def test_scheduler_survives_a_restart_without_running_a_slot_twice(project: Path
     with Workspace.open(project) as ws:
         assert len(ws.pipelines.slots("minutely")) == 1
         assert len(ws.pipelines.list_runs()) == 1
+
+
+def test_dask_run_from_the_cli_starts_and_stops_its_cluster(project: Path) -> None:
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "loopml", "pipeline", "run", "flows:train", "--executor", "dask",
+                             "--workers", "2", "--json"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")})
+    seen: set[int] = set()
+    while proc.poll() is None:  # every process it starts (forkserver, workers) while it runs
+        try:
+            seen.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)  # returns at exit: nothing left holding its output open
+    assert proc.returncode == 0, err
+    run = json.loads(out)
+    assert run["status"] == "FINISHED" and [s["status"] for s in run["steps"]] == ["FINISHED"] * 3
+    r = loopml("pipeline", "show", run["id"][-8:], cwd=project)
+    assert "dask" in r.stdout
+    assert len(seen) >= 3  # the forkserver and two workers
+    assert [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
