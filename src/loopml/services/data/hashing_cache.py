@@ -44,14 +44,8 @@ class HashStateCache:
         except sqlite3.Error:
             return None  # a broken cache only costs rehashing
 
-    def digests(
-        self,
-        entries: Sequence[StatEntry],
-        *,
-        on_hashed: Callable[[int], None] | None = None,
-        on_error: Callable[[StatEntry, OSError], Exception] | None = None,
-    ) -> tuple[dict[str, str], int]:
-        """Digest of every entry (by abspath) and how many files had to be hashed."""
+    def lookup(self, entries: Sequence[StatEntry]) -> tuple[dict[str, str], list[StatEntry]]:
+        """Digests known for unchanged entries (by abspath), and the entries that need hashing."""
         conn = self._connect()
         known: dict[str, tuple[int, int, int, str]] = {}
         if conn is not None:
@@ -66,6 +60,8 @@ class HashStateCache:
                         known[row[0]] = (row[1], row[2], row[3], row[4])
             except sqlite3.Error:
                 known = {}
+            finally:
+                conn.close()
         out: dict[str, str] = {}
         todo: list[StatEntry] = []
         for e in entries:
@@ -74,37 +70,59 @@ class HashStateCache:
                 out[e.abspath] = hit[3]
             else:
                 todo.append(e)
+        return out, todo
 
-        def work(e: StatEntry) -> tuple[StatEntry, str]:
-            try:
-                digest = hash_file(e.abspath, e.size)
-            except OSError as exc:
-                if on_error is not None:
-                    raise on_error(e, exc) from exc
-                raise
-            if on_hashed is not None:
-                on_hashed(e.size)
-            return e, digest
-
-        if todo:
-            workers = min(32, (os.cpu_count() or 2) * 2, len(todo))
-            # Big files parallelize inside blake3; small files parallelize across threads.
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                results = list(pool.map(work, todo))
-            for e, digest in results:
-                out[e.abspath] = digest
-            if conn is not None:
-                try:
-                    conn.execute("BEGIN")
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO state (path, inode, size, mtime_ns, digest) VALUES (?,?,?,?,?)",
-                        [(e.abspath, e.inode, e.size, e.mtime_ns, d) for e, d in results],
-                    )
-                    conn.execute("COMMIT")
-                except sqlite3.Error:
-                    pass
-        if conn is not None:
+    def remember(self, hashed: Sequence[tuple[StatEntry, str]]) -> None:
+        """Record digests of files just hashed, under the stat identity they had when scanned."""
+        if not hashed:
+            return
+        conn = self._connect()
+        if conn is None:
+            return
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (path, inode, size, mtime_ns, digest) VALUES (?,?,?,?,?)",
+                [(e.abspath, e.inode, e.size, e.mtime_ns, d) for e, d in hashed],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            pass
+        finally:
             conn.close()
+
+    def digests(
+        self,
+        entries: Sequence[StatEntry],
+        *,
+        on_hashed: Callable[[int], None] | None = None,
+        on_error: Callable[[StatEntry, OSError], Exception] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """Digest of every entry (by abspath) and how many files had to be hashed."""
+        out, todo = self.lookup(entries)
+        if todo:
+            results: list[str] = [""] * len(todo)
+            cursor = iter(range(len(todo)))  # shared by the workers; next() on it is atomic
+
+            def work() -> None:
+                # Big files parallelize inside blake3; small files across these few threads.
+                for i in cursor:
+                    e = todo[i]
+                    try:
+                        results[i] = hash_file(e.abspath, e.size)
+                    except OSError as exc:
+                        if on_error is not None:
+                            raise on_error(e, exc) from exc
+                        raise
+                    if on_hashed is not None:
+                        on_hashed(e.size)
+
+            workers = max(1, min(4, (os.cpu_count() or 2) * 2, len(todo)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for f in [pool.submit(work) for _ in range(workers)]:
+                    f.result()
+            out.update((e.abspath, d) for e, d in zip(todo, results, strict=True))
+            self.remember(list(zip(todo, results, strict=True)))
         return out, len(todo)
 
     def tree_content(self, root: str, fingerprint: str) -> str | None:

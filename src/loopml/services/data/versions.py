@@ -248,7 +248,6 @@ class DataService(_RemoteMixin):
         scanned_kind, entries = scan_path(src)
         if kind is None:
             kind = "table" if scanned_kind == "file" and is_table_path(src) else scanned_kind
-        total = sum(e.size for e in entries)
 
         def unreadable(e: StatEntry, exc: OSError) -> Exception:
             return DataInputError(f"Cannot read {e.abspath!r}: {exc.strerror or exc}.",
@@ -260,8 +259,16 @@ class DataService(_RemoteMixin):
         existing = self._find_content(name, known) if known is not None else None
         if existing is not None:  # nothing touched since the last hash: no per-file lookups at all
             return self._unchanged(existing, tags, hashed=0)
-        with progress.task(f"Hashing {name}", total, unit="bytes") as advance:
-            digests, hashed = cache.digests(entries, on_hashed=advance, on_error=unreadable)
+        digests, todo = cache.lookup(entries)
+        hashed, stored, stored_bytes = len(todo), 0, 0
+        ingested: set[str] = set()
+        if todo and self.objects.is_local and kind != "table":
+            # One pass: each new file is read once, hashed and stored (tables are parsed before anything is stored).
+            stored, stored_bytes = self._ingest(name, todo, digests, ingested, progress)
+        elif todo:
+            with progress.task(f"Hashing {name}", sum(e.size for e in todo), unit="bytes") as advance:
+                fresh, _ = cache.digests(todo, on_hashed=advance, on_error=unreadable)
+            digests.update(fresh)
         files = [FileEntry(e.rel, e.size, digests[e.abspath]) for e in entries]
         content = manifest_digest(files)
         if content != known:
@@ -285,13 +292,39 @@ class DataService(_RemoteMixin):
                 validation = report.to_dict()
                 status = "ok" if report.passed else "failing"
             del frame
-        stored, stored_bytes = self._store_objects(entries, digests, progress)
+        more, more_bytes = self._store_objects([e for e in entries if digests[e.abspath] not in ingested],
+                                               digests, progress)
+        stored, stored_bytes = stored + more, stored_bytes + more_bytes
         t0 = time.time()
         version = self._insert_version(vid, name, kind, content, files, message=message, tags=tags,
                                        source=source or str(src.resolve()), stats=stats,
                                        status=status, validation=validation)
         return AddResult(version, unchanged=version.created_at < t0,
                          hashed_files=hashed, stored_files=stored, stored_bytes=stored_bytes)
+
+    def _ingest(self, name: str, todo: Sequence[StatEntry], digests: dict[str, str], ingested: set[str],
+                progress: Progress) -> tuple[int, int]:
+        """Hash and store files the state cache does not know, reading each once; returns (new objects, bytes)."""
+        def unreadable(path: str, exc: OSError) -> Exception:
+            return DataInputError(f"Cannot read {path!r}: {exc.strerror or exc}.",
+                                  hint="Check its permissions; nothing was recorded.")
+
+        with progress.task(f"Hashing and storing {name}", sum(e.size for e in todo), unit="bytes") as advance:
+            got = self.objects.ingest_files([(e.abspath, e.size) for e in todo], advance=advance,
+                                            on_error=unreadable)
+        stored = stored_bytes = 0
+        for e, g in zip(todo, got, strict=True):
+            st = g.stat
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != (e.inode, e.size, e.mtime_ns):
+                raise ConflictError(f"The file {e.abspath!r} changed while it was being added.",
+                                    hint="Run the add again when nothing is writing to it.")
+            digests[e.abspath] = g.ref.digest
+            ingested.add(g.ref.digest)
+            if g.written:
+                stored += 1
+                stored_bytes += g.ref.size
+        self._state_cache.remember([(e, digests[e.abspath]) for e in todo])
+        return stored, stored_bytes
 
     def _unchanged(self, existing: DatasetVersion, tags: Sequence[str], *, hashed: int) -> AddResult:
         if tags:

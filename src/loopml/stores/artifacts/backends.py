@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import shutil
 import uuid
@@ -16,6 +17,7 @@ from typing import IO, Any
 from loopml.errors import ArtifactStoreError, ObjectNotFoundError
 
 TMP_DIRNAME = "tmp"
+_TMP_COUNTER = itertools.count()
 
 
 class ByteBackend(ABC):
@@ -99,6 +101,37 @@ class LocalBackend(ByteBackend):
     def tmp_path(self) -> Path:
         """A fresh temporary path on the same filesystem as the store (rename is atomic)."""
         return self._tmp / f"{uuid.uuid4().hex}.part"
+
+    def put_new_bytes(self, key: str, data: bytes | memoryview) -> bool:
+        """Store ``data`` under ``key`` unless a blob is already there; True when written.
+
+        Temporary file, then rename: a reader never sees part of a blob. No fsync:
+        a killed process leaves the page cache intact, and at worst a stray temp file.
+        """
+        dest = self._path(key)
+        if os.path.exists(dest):
+            return False
+        tmp = f"{self._tmp}/{os.getpid()}-{next(_TMP_COUNTER)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # left by a killed process that had the same pid
+            tmp = str(self.tmp_path())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with memoryview(data) as view:
+                done = 0
+                while done < len(view):
+                    done += os.write(fd, view[done:])
+            os.close(fd)
+            fd = -1
+            self.commit_tmp(Path(tmp), key)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return True
 
     def commit_tmp(self, tmp: Path, key: str) -> None:
         """Move a finished temporary file into place under ``key``."""

@@ -8,11 +8,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from loopml.errors import CorruptObjectError, InvalidParameterError, ObjectNotFoundError
+from loopml.errors import (
+    ConflictError,
+    CorruptObjectError,
+    InvalidParameterError,
+    ObjectNotFoundError,
+)
 from loopml.stores.artifacts.backends import ByteBackend, LocalBackend
 from loopml.stores.artifacts.hashing import (
     CHUNK_SIZE,
@@ -23,6 +29,9 @@ from loopml.stores.artifacts.hashing import (
     new_hasher,
     object_key,
 )
+
+# Below this a file is read into memory whole, hashed and written; above it the kernel copies it.
+SMALL_OBJECT = 8 * 1024 * 1024
 
 LinkMode = Literal["copy", "hardlink", "reflink", "auto"]
 LINK_MODES: tuple[str, ...] = ("copy", "hardlink", "reflink", "auto")
@@ -35,6 +44,15 @@ class ObjectRef:
 
     digest: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """One file stored by ``ContentStore.ingest_files``: its object, whether it was new, its stat after reading."""
+
+    ref: ObjectRef
+    written: bool
+    stat: os.stat_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,82 @@ class ContentStore:
             tmp.unlink(missing_ok=True)
             raise
         return ObjectRef(digest, written)
+
+    def ingest_files(
+        self,
+        items: Sequence[tuple[str, int]],
+        *,
+        advance: Progress | None = None,
+        on_error: Callable[[str, OSError], Exception] | None = None,
+        workers: int | None = None,
+    ) -> list[Ingested]:
+        """Hash and store many local files, reading each once; results in the order of ``items``.
+
+        ``items`` are (path, size as scanned). A file below ``SMALL_OBJECT`` bytes is read
+        into memory, hashed and written only if its object is new; a bigger one is copied
+        by the kernel while it is hashed from the page cache, and renamed into place
+        after. Each result carries the file's stat taken after it was read, so the caller
+        can refuse a file that changed meanwhile. Needs a local backend.
+        """
+        backend = self.backend
+        if not isinstance(backend, LocalBackend):
+            raise TypeError("ingest_files needs a local backend")
+        backend.ensure()
+        results: list[Ingested | None] = [None] * len(items)
+        order = sorted(range(len(items)), key=lambda i: -items[i][1])  # big files first
+        cursor = iter(order)  # shared by the workers: next() on a list iterator is atomic
+
+        def one(path: str, size: int) -> Ingested:
+            if size >= SMALL_OBJECT:
+                return self._ingest_big(backend, path, size)
+            with open(path, "rb") as fh:
+                data = fh.read()
+                st = os.fstat(fh.fileno())
+            digest = hash_bytes(data)
+            written = backend.put_new_bytes(object_key(digest), data)
+            return Ingested(ObjectRef(digest, len(data)), written, st)
+
+        def work() -> None:
+            for i in cursor:
+                path, size = items[i]
+                try:
+                    results[i] = one(path, size)
+                except OSError as exc:
+                    if on_error is not None:
+                        raise on_error(path, exc) from exc
+                    raise
+                if advance is not None:
+                    advance(size)
+
+        n = workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items)))
+        if n == 1:
+            work()
+        else:
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                for f in [pool.submit(work) for _ in range(n)]:
+                    f.result()
+        return [r for r in results if r is not None]
+
+    def _ingest_big(self, backend: LocalBackend, path: str, size: int) -> Ingested:
+        before = os.stat(path)
+        tmp = backend.tmp_path()
+        try:
+            with ThreadPoolExecutor(max_workers=1) as copier:
+                copied = copier.submit(shutil.copyfile, path, tmp)  # sendfile: the bytes stay in the kernel
+                digest = hash_file(path, size)  # meanwhile, BLAKE3 over the page cache, multi-threaded
+                copied.result()
+            after = os.stat(path)
+            if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns):
+                # The copy and the hash may have seen different bytes: never name an object wrongly.
+                raise ConflictError(f"The file {path!r} changed while it was being stored.",
+                                    hint="Run the add again when nothing is writing to it.")
+            key = object_key(digest)
+            written = not backend.exists(key)
+            if written:
+                backend.commit_tmp(tmp, key)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Ingested(ObjectRef(digest, after.st_size), written, after)
 
     def put_stream(self, chunks: Iterable[bytes]) -> ObjectRef:
         """Store a stream whose hash is not known in advance, never holding it whole in memory."""
