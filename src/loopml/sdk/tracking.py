@@ -235,18 +235,30 @@ def search_runs(filter: str | None = None, *, experiments: list[str] | str | Non
     return runs_frame(runs, pd)
 
 
+_FRAME_COLUMNS = ("run_id", "experiment", "name", "status", "start_time", "end_time", "duration", "parent_id")
+
+
 def runs_frame(runs: list[RunRecord], pd: Any) -> Any:
-    rows = []
-    for r in runs:
-        row: dict[str, Any] = {"run_id": r.id, "experiment": r.experiment, "name": r.name, "status": r.status.value,
-                               "start_time": r.start_time, "end_time": r.end_time, "duration": r.duration,
-                               "parent_id": r.parent_id}
-        row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-        row.update({f"params.{k}": v for k, v in r.params.items()})
-        row.update({f"tags.{k}": v for k, v in r.tags.items()})
-        rows.append(row)
-    cols = ["run_id", "experiment", "name", "status", "start_time", "end_time", "duration", "parent_id"]
-    return pd.DataFrame(rows, columns=None if rows else cols)
+    """One row per run: the attributes, then ``metrics.*``, ``params.*`` and ``tags.*`` (missing: NaN/None)."""
+    n = len(runs)
+    cols: dict[str, list[Any]] = {
+        "run_id": [r.id for r in runs], "experiment": [r.experiment for r in runs], "name": [r.name for r in runs],
+        "status": [r.status.value for r in runs], "start_time": [r.start_time for r in runs],
+        "end_time": [r.end_time for r in runs], "duration": [r.duration for r in runs],
+        "parent_id": [r.parent_id for r in runs],
+    }
+    # built column by column: a list of per-run dicts made pandas do the pivot, row by row
+    for prefix, attr in (("metrics.", "metrics"), ("params.", "params"), ("tags.", "tags")):
+        kind: dict[str, list[Any]] = {}
+        for i, r in enumerate(runs):
+            for k, v in getattr(r, attr).items():
+                col = kind.get(k)
+                if col is None:
+                    col = kind[k] = [None] * n
+                col[i] = v
+        for k, col in kind.items():
+            cols[prefix + k] = col
+    return pd.DataFrame(cols, columns=list(cols))
 
 
 def autolog(*, disable: bool = False, **kwargs: Any) -> None:
