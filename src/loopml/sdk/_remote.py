@@ -1,14 +1,18 @@
-"""RemoteTrackingService: the TrackingService interface over HTTP (httpx), with retries and idempotent batches."""
+"""RemoteTrackingService: TrackingService over HTTP (stdlib http.client), with retries and idempotent batches."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 from loopml.domain.tracking import MetricPoint, Run, RunStatus
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, RemoteUnavailableError
@@ -28,58 +32,120 @@ def remote_service_from_env(env: Mapping[str, str] = os.environ) -> RemoteTracki
     return None
 
 
+class _ConnectionPool:
+    """Keep-alive HTTP/1.1 connections to one server, shared by threads (stdlib ``http.client``).
+
+    Not httpx: importing httpx costs each client process 0.12-0.17 s of CPU (it loads its command line and,
+    with them installed, rich, click and pygments), the largest part of a short training script's logging
+    cost; this client needs only keep-alive, timeouts and TLS, which the standard library has.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            from loopml.errors import ConfigError
+
+            raise ConfigError(f"The tracking URI {base_url!r} is not an http(s) URL.",
+                              hint="Set LOOPML_TRACKING_URI=http://HOST:PORT.")
+        self.https = url.scheme == "https"
+        self.host = url.hostname
+        self.port = url.port or (443 if self.https else 80)
+        self.prefix = url.path.rstrip("/")
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if self.https:
+            import ssl
+
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn.connect()
+        # small requests and replies must not wait for delayed ACKs (Nagle): ~40 ms each otherwise
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def request(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """(status, body) of one exchange; raises OSError / HTTPException when the connection fails."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            try:
+                return self._exchange(conn, method, target, body, headers)
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                pass  # the server closed this idle connection (keep-alive timeout): not a failure, use a new one
+        return self._exchange(self._connect(), method, target, body, headers)
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
+                  headers: Mapping[str, str]) -> tuple[int, bytes]:
+        try:
+            conn.request(method, self.prefix + target, body=body, headers=dict(headers))
+            resp = conn.getresponse()
+            data = resp.read()
+        except BaseException:
+            conn.close()
+            raise
+        if resp.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        return resp.status, data
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
 class RemoteTrackingService:
     """Same methods as TrackingService; writes carry ids so retries never duplicate."""
 
     def __init__(self, base_url: str, *, timeout: float = 60.0, retries: int = _RETRIES, backoff: float = 0.1) -> None:
-        import socket
-
-        import httpx
-
         self.base_url = base_url.rstrip("/")
         self.retries = max(1, retries)
         self.backoff = backoff  # first pause between attempts, doubled each time up to 5 s
-        # httpcore writes headers and body in separate sends; without TCP_NODELAY, Nagle plus the server's
-        # delayed ACK hold every POST body back ~40 ms.
-        # Plain http never uses TLS: skip building a verifying context (loading the CA bundle costs ~20 ms of
-        # every client process's start). https keeps full verification.
-        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                                        verify=not self.base_url.startswith("http://"))
-        self._client = httpx.Client(base_url=self.base_url + "/api/tracking", timeout=timeout, transport=transport)
+        self._pool = _ConnectionPool(self.base_url + "/api/tracking", timeout)
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
 
     def _call(self, method: str, path: str, *, body: Any = None, content: bytes | None = None,
               params: Mapping[str, Any] | None = None) -> Any:
-        import httpx
-
         data = content if content is not None else (None if body is None else json.dumps(body).encode())
         headers = {"content-type": "application/json"} if content is None else {
             "content-type": "application/octet-stream"}
+        target = quote(path, safe="/:@!$&'()*+,;=-._~")
+        if params:
+            target += "?" + urlencode(params)
         delay = self.backoff
         last: str = ""
         for attempt in range(self.retries):
             try:
-                resp = self._client.request(method, path, content=data, params=params, headers=headers)
-            except httpx.TransportError as exc:
+                status, payload = self._pool.request(method, target, data, headers)
+            except (OSError, http.client.HTTPException) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
-                if resp.status_code < 400:
-                    return resp.json()
+                if status < 400:
+                    return json.loads(payload)
                 try:
-                    msg = resp.json().get("error", resp.text)
-                except ValueError:
-                    msg = resp.text
-                if resp.status_code >= 500:
-                    last = f"HTTP {resp.status_code}: {msg}"
-                elif resp.status_code == 404:
+                    msg = json.loads(payload).get("error", payload.decode(errors="replace"))
+                except (ValueError, AttributeError):
+                    msg = payload.decode(errors="replace")
+                if status >= 500:
+                    last = f"HTTP {status}: {msg}"
+                elif status == 404:
                     raise NotFoundError(msg)
-                elif resp.status_code == 409:
+                elif status == 409:
                     raise ConflictError(msg)
                 else:
                     err = LoopmlError(msg)
-                    err.http_status = resp.status_code
+                    err.http_status = status
                     raise err
             if attempt < self.retries - 1:
                 time.sleep(delay)
