@@ -23,10 +23,11 @@ from typing import Any
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.progress import NullProgress, Progress
 from loopml.stores.artifacts.cas import ContentStore
-from loopml.stores.artifacts.hashing import digest_from_key, hash_bytes, object_key
+from loopml.stores.artifacts.hashing import digest_from_key, object_key
 
 PACK_THRESHOLD = 1024 * 1024  # objects smaller than this go into packs
 PACK_TARGET = 64 * 1024 * 1024  # bytes per pack
+PACKS_IN_FLIGHT = 4  # packs held in memory and transferred at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,23 @@ class DataRemote:
         except Exception as exc:
             raise self._fail(exc, "store files") from exc
 
+    def _upload_bytes(self, blobs: dict[str, bytes]) -> None:
+        """(remote key -> bytes), concurrently; each lands under its final name whole."""
+        if not blobs:
+            return
+        try:
+            if self._atomic:
+                self.fs.pipe({self._p(k): v for k, v in blobs.items()})
+            else:
+                for key, data in blobs.items():
+                    final = self._p(key)
+                    tmp = f"{final}.{uuid.uuid4().hex[:8]}.part"
+                    self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                    self.fs.pipe_file(tmp, data)
+                    self.fs.mv(tmp, final)
+        except Exception as exc:
+            raise self._fail(exc, "store files") from exc
+
     def push(self, store: ContentStore, digests: Iterable[str], progress: Progress | None = None) -> TransferResult:
         progress = progress or NullProgress()
         wanted = sorted(set(digests))
@@ -125,49 +143,49 @@ class DataRemote:
         small = [d for d in need if sizes[d] < PACK_THRESHOLD]
         big = [d for d in need if sizes[d] >= PACK_THRESHOLD]
         total = sum(sizes.values())
-        with tempfile.TemporaryDirectory(prefix="loopml-push-") as tmp, \
-                progress.task("Pushing", total, unit="bytes") as advance:
-            uploads: list[tuple[str, str]] = []
-            idx_uploads: list[tuple[str, str]] = []
-            group: list[str] = []
-            group_size = 0
-
-            def flush() -> None:
-                nonlocal group, group_size
-                if not group:
-                    return
-                pack_id = uuid.uuid4().hex
-                pack_path = os.path.join(tmp, f"{pack_id}.pack")
-                index: dict[str, list[int]] = {}
-                offset = 0
-                with open(pack_path, "wb") as out:
+        groups: list[list[str]] = [[]]
+        group_size = 0
+        for d in small:
+            if group_size >= PACK_TARGET:
+                groups.append([])
+                group_size = 0
+            groups[-1].append(d)
+            group_size += sizes[d]
+        groups = [g for g in groups if g]
+        transfers = 0
+        with progress.task("Pushing", total, unit="bytes") as advance:
+            indexes: dict[str, bytes] = {}
+            # Packs are built in memory and sent a few at a time (no temporary files, bounded memory).
+            for i in range(0, len(groups), PACKS_IN_FLIGHT):
+                batch: dict[str, bytes] = {}
+                for group in groups[i:i + PACKS_IN_FLIGHT]:
+                    pack_id = uuid.uuid4().hex
+                    parts: list[bytes] = []
+                    index: dict[str, list[int]] = {}
+                    offset = 0
                     for d in group:
                         data = store.read_bytes(d)
-                        out.write(data)
+                        parts.append(data)
                         index[d] = [offset, len(data)]
                         offset += len(data)
-                idx_path = os.path.join(tmp, f"{pack_id}.idx")
-                Path(idx_path).write_text(json.dumps(index))
-                uploads.append((pack_path, f"packs/{pack_id}.pack"))
-                idx_uploads.append((idx_path, f"packs/{pack_id}.idx"))
-                group, group_size = [], 0
-
-            for d in small:
-                group.append(d)
-                group_size += sizes[d]
-                if group_size >= PACK_TARGET:
-                    flush()
-            flush()
-            for d in big:
-                local = store.local_path(d)
-                if local is None:
-                    local = Path(tmp) / d
-                    store.export(d, local)
-                uploads.append((str(local), f"objects/{object_key(d)}"))
-            self._upload(uploads)
-            self._upload(idx_uploads)  # indexes last: a pack without an index is invisible
-            advance(total)
-        return TransferResult(len(need), total, len(uploads) + len(idx_uploads), len(wanted) - len(need))
+                    batch[f"packs/{pack_id}.pack"] = b"".join(parts)
+                    indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+                self._upload_bytes(batch)
+                advance(sum(len(b) for b in batch.values()))
+                transfers += len(batch)
+            with tempfile.TemporaryDirectory(prefix="loopml-push-") as tmp:
+                uploads: list[tuple[str, str]] = []
+                for d in big:
+                    local = store.local_path(d)
+                    if local is None:
+                        local = Path(tmp) / d
+                        store.export(d, local)
+                    uploads.append((str(local), f"objects/{object_key(d)}"))
+                self._upload(uploads)
+            advance(sum(sizes[d] for d in big))
+            self._upload_bytes(indexes)  # indexes last: a pack without an index is invisible
+            transfers += len(uploads) + len(indexes)
+        return TransferResult(len(need), total, transfers, len(wanted) - len(need))
 
     def pull(self, store: ContentStore, digests: Iterable[str], progress: Progress | None = None) -> TransferResult:
         progress = progress or NullProgress()
@@ -194,41 +212,58 @@ class DataRemote:
             raise RemoteUnavailableError(
                 f"The remote {self.url!r} lacks {len(absent)} objects (e.g. {absent[0]}).",
                 hint="Push them from a workspace that has them.")
-        total_bytes = sum(remote.packs[p][d][1] for p, ds in by_pack.items() for d in ds)
         got = 0
-        with tempfile.TemporaryDirectory(prefix="loopml-pull-") as tmp, \
-                progress.task("Pulling", None, unit="bytes") as advance:
-            items = [(f"packs/{p}.pack", os.path.join(tmp, f"{p}.pack")) for p in by_pack]
-            items += [(f"objects/{object_key(d)}", os.path.join(tmp, d)) for d in loose]
-            try:
-                self.fs.get([self._p(k) for k, _ in items], [lp for _, lp in items])
-            except Exception as exc:
-                raise self._fail(exc, "send files") from exc
-
-            def unpack(pack_id: str) -> int:
+        pack_ids = list(by_pack)
+        with progress.task("Pulling", None, unit="bytes") as advance:
+            def unpack(pack_id: str, data: bytes) -> int:
                 n = 0
-                data = Path(tmp, f"{pack_id}.pack").read_bytes()
+                view = memoryview(data)
                 for d in by_pack[pack_id]:
                     off, length = remote.packs[pack_id][d]
-                    blob = data[off:off + length]
-                    if hash_bytes(blob) != d:
+                    try:
+                        store.put_bytes(view[off:off + length], expect=d)  # hashed once, verified
+                    except CorruptObjectError as exc:
                         raise CorruptObjectError(f"Object {d} in pack {pack_id} of {self.url!r} is corrupt.",
-                                                 hint="Push it again from a workspace that has it.")
-                    store.put_bytes(blob)
+                                                 hint="Push it again from a workspace that has it.") from exc
                     n += length
                 advance(n)
                 return n
 
-            def take_loose(d: str) -> int:
-                ref = store.put_file(os.path.join(tmp, d))
-                if ref.digest != d:
-                    store.delete(ref.digest) if ref.digest not in wanted else None
-                    raise CorruptObjectError(f"Object {d} on {self.url!r} is corrupt (hashes to {ref.digest}).")
-                advance(ref.size)
-                return ref.size
+            def fetch(batch: list[str]) -> list[bytes]:
+                try:
+                    blobs = self.fs.cat([self._p(f"packs/{p}.pack") for p in batch])
+                except Exception as exc:
+                    raise self._fail(exc, "send files") from exc
+                return [blobs.pop(self._p(f"packs/{p}.pack")) for p in batch]
 
-            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-                got += sum(pool.map(unpack, list(by_pack)))
-                got += sum(pool.map(take_loose, loose))
-        del total_bytes
-        return TransferResult(len(need), got, len(items), len(wanted) - len(need))
+            batches = [pack_ids[i:i + PACKS_IN_FLIGHT] for i in range(0, len(pack_ids), PACKS_IN_FLIGHT)]
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool, \
+                    ThreadPoolExecutor(max_workers=1) as fetcher:
+                # Packs come into memory a batch at a time (no temporary files, bounded memory); the next
+                # batch downloads while this one is verified and stored.
+                pending = fetcher.submit(fetch, batches[0]) if batches else None
+                for k, batch in enumerate(batches):
+                    assert pending is not None
+                    datas = pending.result()
+                    pending = fetcher.submit(fetch, batches[k + 1]) if k + 1 < len(batches) else None
+                    got += sum(pool.map(unpack, batch, datas))
+                    del datas
+                if loose:
+                    with tempfile.TemporaryDirectory(prefix="loopml-pull-") as tmp:
+                        try:
+                            self.fs.get([self._p(f"objects/{object_key(d)}") for d in loose],
+                                        [os.path.join(tmp, d) for d in loose])
+                        except Exception as exc:
+                            raise self._fail(exc, "send files") from exc
+
+                        def take_loose(d: str) -> int:
+                            ref = store.put_file(os.path.join(tmp, d))
+                            if ref.digest != d:
+                                store.delete(ref.digest) if ref.digest not in wanted else None
+                                raise CorruptObjectError(
+                                    f"Object {d} on {self.url!r} is corrupt (hashes to {ref.digest}).")
+                            advance(ref.size)
+                            return ref.size
+
+                        got += sum(pool.map(take_loose, loose))
+        return TransferResult(len(need), got, len(pack_ids) + len(loose), len(wanted) - len(need))

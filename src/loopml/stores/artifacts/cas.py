@@ -110,11 +110,17 @@ class ContentStore:
 
     # -- writing ---------------------------------------------------------------
 
-    def put_bytes(self, data: bytes) -> ObjectRef:
+    def put_bytes(self, data: bytes | memoryview, *, expect: str | None = None) -> ObjectRef:
+        """Store bytes; with ``expect``, bytes that do not hash to it raise CorruptObjectError, unstored."""
         digest = hash_bytes(data)
+        if expect is not None and digest != expect:
+            raise CorruptObjectError(f"Received bytes for object {expect} hash to {digest}.",
+                                     hint="The source copy is damaged; fetch it from another copy.")
         key = object_key(digest)
-        if not self.backend.exists(key):
-            self.backend.put_chunks(key, [data])
+        if isinstance(self.backend, LocalBackend):
+            self.backend.put_new_bytes(key, data)
+        elif not self.backend.exists(key):
+            self.backend.put_chunks(key, [bytes(data)])
         return ObjectRef(digest, len(data))
 
     def put_file(self, path: str | os.PathLike[str], *, digest: str | None = None) -> ObjectRef:

@@ -19,7 +19,7 @@ def new_hasher(size_hint: int = 0) -> blake3.blake3:
     return blake3.blake3(max_threads=threads)
 
 
-def hash_bytes(data: bytes) -> str:
+def hash_bytes(data: bytes | memoryview) -> str:
     return new_hasher(len(data)).update(data).hexdigest()
 
 
