@@ -7,7 +7,6 @@ The public API is listed in ``__all__``; names load on first use so that
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from loopml.errors import LoopmlError
 
@@ -40,7 +39,11 @@ __all__ = [
     "step",
 ]
 
+# Not `import typing`: it costs milliseconds at every CLI start (mypy treats this name as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from loopml.workspace import Workspace
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+# Not `import typing`: it costs milliseconds at every CLI start (mypy treats this name as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class LoopmlError(Exception):
