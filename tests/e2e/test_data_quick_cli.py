@@ -129,3 +129,41 @@ def test_console_entry_answers_quickly_and_falls_back(ws_dir: Path) -> None:
     assert st.returncode == 0 and json.loads(st.stdout)["clean"] and "sqlalchemy" not in st.stderr
     missing = proc("data", "status", "nope", "--name", "d")
     assert missing.returncode != 0 and "nope" in missing.stderr and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("text", [
+    '# loopml workspace settings\n[loopml]\nartifacts = ".loopml/objects"\ndb_url = "sqlite:///.loopml/loopml.db"\n',
+    '[loopml]\ndb_url = "sqlite:////abs/path/x.db"\n',
+    '[loopml]\ndb_url = "sqlite:///a\\"b.db"\n',
+    '[loopml]\ndb_url = "sqlite:///a\\\\b.db"\n',
+    '[loopml]\ndb_url = \'sqlite:///x.db\'\n',
+    'db_url = "sqlite:///x.db"\n',
+    '[loopml]\ndb_url="sqlite:///x.db"\n',
+    '[other]\nx = "1"\n',
+    '',
+])
+def test_the_simple_config_reader_agrees_with_toml_or_defers(text: str) -> None:
+    import tomllib
+
+    from loopml.services.data.quick import _simple_config
+
+    mine = _simple_config(text.encode())
+    if mine is not None:
+        data = tomllib.loads(text)
+        assert mine == data.get("loopml", data)
+
+
+def test_a_workspace_with_its_own_database_path_is_read_like_the_full_cli(ws_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    other = ws_dir / "elsewhere"
+    r = CliRunner().invoke(app, ["init", str(other), "--db-url", "sqlite:///.loopml/custom.db"])
+    assert r.exit_code == 0, r.output
+    assert (other / ".loopml" / "custom.db").is_file()
+    monkeypatch.chdir(other)
+    (other / "data").mkdir()
+    (other / "data" / "a.txt").write_text("a\n")
+    full("data", "add", "data", "--name", "d")
+    assert quick("data", "status", "data", "--name", "d") == full("data", "status", "data", "--name", "d")
+    monkeypatch.chdir(ws_dir)  # the other workspace, named by --workspace, from outside it
+    args = ("-w", str(other), "data", "add", str(other / "data"), "--name", "d", "--json")
+    assert quick(*args) == full(*args)

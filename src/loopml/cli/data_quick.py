@@ -9,7 +9,10 @@ full CLI runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+
+TYPE_CHECKING = False  # not `import typing`: start-up is what this module saves
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 def _parse(argv: Sequence[str]) -> tuple[str | None, str, str, str | None, bool] | None:
@@ -77,7 +80,10 @@ def quick_data_command(argv: Sequence[str], env: Mapping[str, str] | None = None
         if report is None:
             return None
         if json_out:
-            return _json({**report, "clean": True})
+            # What print_json prints for this report, without importing json (and re): a dataset name
+            # holds only [A-Za-z0-9._/-], which JSON writes as they are.
+            return (f'{{\n  "name": "{name}",\n  "base": "{report["base"]}",\n  "added": [],\n  "removed": [],\n'
+                    f'  "modified": [],\n  "hashed_files": 0,\n  "clean": true\n}}\n')
         return f"{name}: unchanged since {report['base']} (hashed 0 files)\n"
     version = quick.quick_unchanged_add(root, db_path, path, name)
     if version is None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not `import typing`: the quick CLI path (quick.py) imports this package
 if TYPE_CHECKING:
+    from typing import Any
+
     from loopml.services.data.versions import DataService
 
 __all__ = ["DataService"]

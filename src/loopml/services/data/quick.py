@@ -11,13 +11,15 @@ which gives the same answer or the proper error.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-from collections.abc import Mapping
-from typing import Any
 
 from loopml.services.data.scan import scan_path, tree_fingerprint
+
+TYPE_CHECKING = False  # not `import typing` (nor json, tomllib, re): start-up is what this module saves
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 WORKSPACE_DIRNAME = ".loopml"  # the same names as loopml.settings, without importing it
 STATE_DB_FILENAME = "hash-state.db"
@@ -52,18 +54,25 @@ def embedded_db_path(root: str, env: Mapping[str, str]) -> str | None:
     url = env.get("LOOPML_DB_URL") or None
     if url is None:
         config = os.path.join(root, WORKSPACE_DIRNAME, "config.toml")
-        if os.path.exists(config):
+        try:
+            with open(config, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raw = b""
+        except OSError:
+            return None
+        section = _simple_config(raw)
+        if section is None:  # not the simple form loopml writes: let TOML read it
             import tomllib
 
             try:
-                with open(config, "rb") as fh:
-                    data = tomllib.load(fh)
-            except (OSError, ValueError):
+                data = tomllib.loads(raw.decode("utf-8"))
+            except ValueError:
                 return None
             section = data.get("loopml", data)
-            if not isinstance(section, dict) or not set(section) <= _KNOWN_SETTINGS:
-                return None
-            url = str(section["db_url"]) if "db_url" in section else None
+        if not isinstance(section, dict) or not set(section) <= _KNOWN_SETTINGS:
+            return None
+        url = str(section["db_url"]) if "db_url" in section else None
     if url is None:
         return os.path.join(root, WORKSPACE_DIRNAME, "loopml.db")
     if not url.startswith("sqlite:///") or "?" in url:
@@ -73,6 +82,31 @@ def embedded_db_path(root: str, env: Mapping[str, str]) -> str | None:
         return None
     path = rel if os.path.isabs(rel) else os.path.join(root, rel)
     return path if os.path.isfile(path) else None
+
+
+def _simple_config(raw: bytes) -> dict[str, str] | None:
+    """The ``[loopml]`` table of a config file in the form ``write_config_file`` writes, else None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    out: dict[str, str] = {}
+    in_table = False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line == "[loopml]" and not in_table and not out:
+            in_table = True
+            continue
+        key, sep, value = line.partition(" = ")
+        if not (in_table and sep and key.isidentifier() and len(value) >= 2 and value[0] == value[-1] == '"'):
+            return None
+        inner = value[1:-1]
+        if "\\" in inner or '"' in inner:
+            return None  # escapes: leave them to the TOML parser
+        out[key] = inner
+    return out
 
 
 def _head_revision() -> str | None:
@@ -180,6 +214,8 @@ def quick_unchanged_add(ws_root: str, db_path: str, path: str, name: str) -> dic
     v = dict(zip(_VERSION_COLUMNS, row, strict=True))
     for key in ("stats", "validation"):
         if isinstance(v[key], str | bytes):
+            import json
+
             v[key] = json.loads(v[key])
     # The field order of domain.data.DatasetVersion (what the full path prints).
     return {"id": v["id"], "name": v["name"], "version": int(v["version"]), "created_at": float(v["created_at"]),

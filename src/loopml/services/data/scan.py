@@ -10,19 +10,25 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from typing import NamedTuple
 
 from loopml.errors import DataInputError
 
+TYPE_CHECKING = False  # not `import typing`: this module is on the quick CLI path
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-class StatEntry(NamedTuple):
-    """A file found on disk: its relative path, absolute path and stat identity."""
+    class StatEntry(NamedTuple):
+        """A file found on disk: its relative path, absolute path and stat identity."""
 
-    rel: str
-    abspath: str
-    inode: int
-    size: int
-    mtime_ns: int
+        rel: str
+        abspath: str
+        inode: int
+        size: int
+        mtime_ns: int
+else:
+    from collections import namedtuple
+
+    StatEntry = namedtuple("StatEntry", "rel abspath inode size mtime_ns")
 
 
 def scan_path(path: str | os.PathLike[str]) -> tuple[str, list[StatEntry]]:
@@ -51,39 +57,58 @@ def scan_path(path: str | os.PathLike[str]) -> tuple[str, list[StatEntry]]:
     append = out.append
     seen: set[tuple[int, int]] = set()
     is_dir, is_reg = stat_mod.S_ISDIR, stat_mod.S_ISREG
+    make = tuple.__new__  # builds a StatEntry without the Python-level __new__ of a named tuple
 
-    def walk(d: str, rel: str, dst: os.stat_result) -> None:
+    def walk(dir_fd: int, d: str, rel: str, dst: os.stat_result) -> None:
+        # Entries are stat'ed relative to an open directory (fstatat), sparing the kernel a path walk each.
         ident = (dst.st_dev, dst.st_ino)
         if ident in seen:
             raise DataInputError(f"The directory {d!r} is a symlink loop (it contains itself).",
                                  hint="Remove the link or add a subdirectory instead.")
         seen.add(ident)
         try:
-            with os.scandir(d) as it:
+            with os.scandir(dir_fd) as it:
                 entries = list(it)
         except OSError as exc:
             raise DataInputError(f"Cannot list the directory {d!r}: {exc.strerror}.",
                                  hint="Check its permissions.") from exc
         for e in entries:
-            if not rel and e.name == ".loopml":
+            name = e.name
+            if not rel and name == ".loopml":
                 continue
             try:
                 est = e.stat()  # follows symlinks
             except OSError as exc:
+                path = f"{d}/{name}"
                 if exc.errno == errno.ELOOP:
-                    raise DataInputError(f"The path {e.path!r} is a symlink loop.",
-                                         hint="Fix or remove the link.") from exc
-                raise DataInputError(f"Cannot read {e.path!r}: {exc.strerror or exc}.",
+                    raise DataInputError(f"The path {path!r} is a symlink loop.", hint="Fix or remove the link.") from exc
+                raise DataInputError(f"Cannot read {path!r}: {exc.strerror or exc}.",
                                      hint="Fix the link or its permissions.") from exc
             mode = est.st_mode
             if is_dir(mode):
-                walk(e.path, f"{rel}{e.name}/", est)
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+                except OSError as exc:
+                    raise DataInputError(f"Cannot list the directory {d + '/' + name!r}: {exc.strerror}.",
+                                         hint="Check its permissions.") from exc
+                try:
+                    walk(fd, f"{d}/{name}", f"{rel}{name}/", est)
+                finally:
+                    os.close(fd)
             elif is_reg(mode):
-                # The root is absolute and normalized and names hold no '/', so e.path is already absolute.
-                append(StatEntry(f"{rel}{e.name}", e.path, est.st_ino, est.st_size, est.st_mtime_ns))
+                append(make(StatEntry, (f"{rel}{name}", f"{d}/{name}", est.st_ino, est.st_size, est.st_mtime_ns)))
         seen.discard(ident)
 
-    walk(os.path.abspath(shown), "", st)
+    top = os.path.abspath(shown)
+    try:
+        top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise DataInputError(f"Cannot list the directory {shown!r}: {exc.strerror}.",
+                             hint="Check its permissions.") from exc
+    try:
+        walk(top_fd, top.rstrip("/") if top != "/" else "", "", st)
+    finally:
+        os.close(top_fd)
     out.sort()
     return "directory", out
 
