@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def server(tmp_path: Path, db_url: str) -> Iterator[str]:
     subprocess.run([LOOPML, "init", str(tmp_path / "ws")], env=env, check=True, capture_output=True)
     with LoopmlServer(tmp_path / "ws", env) as srv:
         yield srv.url
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_retry(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    subprocess.run([LOOPML, "init", str(tmp_path / "ws")], env=env, check=True, capture_output=True)
+    with LoopmlServer(tmp_path / "ws", env, workers=1) as srv:
+        svc = RemoteTrackingService(srv.url, retries=1)  # one attempt: a stale connection must not cost it
+        rid = svc.create_run("idle")
+        time.sleep(6)  # longer than uvicorn's 5 s keep-alive: the server closes our pooled connection
+        svc.log_batch(rid, metrics=[MetricPoint("loss", 0.5, 0, 0.0)])
+        assert len(svc.metric_history(rid, "loss")) == 1
 
 
 def test_lost_replies_and_cut_requests_are_retried_without_duplicates(server: str) -> None:
