@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from loopml.errors import LoopmlError
 from loopml.services.data.scan import scan_path, tree_fingerprint
 
 TYPE_CHECKING = False  # not `import typing` (nor json, tomllib, re): start-up is what this module saves
@@ -168,14 +169,8 @@ def quick_status(ws_root: str, db_path: str, path: str, name: str) -> dict[str, 
                                "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
         finally:
             conn.close()
-    except (sqlite3.Error, OSError, ValueError, ImportError):
-        return None
-    except Exception as exc:  # a scan error: the full path reports it properly
-        from loopml.errors import LoopmlError
-
-        if isinstance(exc, LoopmlError):
-            return None
-        raise
+    except (sqlite3.Error, OSError, ValueError, ImportError, LoopmlError):
+        return None  # e.g. a scan error: the full path reports it properly
     if row is None or row[1] != known[1]:
         return None
     return {"name": name, "base": f"{name}@v{int(row[0])}", "added": [], "removed": [], "modified": [],
@@ -203,14 +198,8 @@ def quick_unchanged_add(ws_root: str, db_path: str, path: str, name: str) -> dic
                                                      (row[0],)))
         finally:
             conn.close()
-    except (sqlite3.Error, OSError, ValueError, ImportError):
-        return None
-    except Exception as exc:
-        from loopml.errors import LoopmlError
-
-        if isinstance(exc, LoopmlError):
-            return None
-        raise
+    except (sqlite3.Error, OSError, ValueError, ImportError, LoopmlError):
+        return None  # e.g. a scan error: the full path reports it properly
     v = dict(zip(_VERSION_COLUMNS, row, strict=True))
     for key in ("stats", "validation"):
         if isinstance(v[key], str | bytes):

@@ -220,7 +220,16 @@ class ContentStore:
             with ThreadPoolExecutor(max_workers=n) as pool:
                 for f in [pool.submit(work) for _ in range(n)]:
                     f.result()
-        return [r for r in results if r is not None]
+        out: list[Ingested] = []
+        first: set[str] = set()
+        for r in results:
+            assert r is not None
+            if r.written and r.ref.digest in first:
+                # Two workers stored equal files at once (the rename made it one object): count it once.
+                r = Ingested(r.ref, False, r.stat)
+            first.add(r.ref.digest)
+            out.append(r)
+        return out
 
     def _ingest_big(self, backend: LocalBackend, path: str, size: int) -> Ingested:
         before = os.stat(path)
