@@ -224,10 +224,11 @@ class ContentStore:
         first: set[str] = set()
         for r in results:
             assert r is not None
-            if r.written and r.ref.digest in first:
-                # Two workers stored equal files at once (the rename made it one object): count it once.
-                r = Ingested(r.ref, False, r.stat)
-            first.add(r.ref.digest)
+            if r.written:
+                if r.ref.digest in first:
+                    # Two workers stored equal files at once (the rename made it one object): count it once.
+                    r = Ingested(r.ref, False, r.stat)
+                first.add(r.ref.digest)
             out.append(r)
         return out
 
