@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_pipelines.py   (after benchmarks/setup_metaflow.sh and setup_zenml.sh;
 `dask` or `peers` as argument runs only those rows)
-Prints a Markdown report; numbers go into benchmarks/RESULTS-pipelines.md.
+Prints a Markdown report; numbers go into BENCHMARKS.md (pipelines section).
 """
 
 from __future__ import annotations
