@@ -39,5 +39,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy
 
+# Every benchmark against its peer (DVC, MLflow, Metaflow, ZenML; each in benchmarks/.venvs/), one at a time.
+bench: $(VENV)/.installed-dev
+	@for peer in dvc mlflow metaflow zenml; do [ -d benchmarks/.venvs/$$peer ] || bash benchmarks/setup_$$peer.sh; done
+	flock /tmp/loopml-bench.lock $(PY) benchmarks/bench_data.py
+	flock /tmp/loopml-bench.lock $(PY) benchmarks/bench_tracking.py
+	RUNS=100 flock /tmp/loopml-bench.lock $(PY) benchmarks/bench_server.py
+	flock /tmp/loopml-bench.lock $(PY) benchmarks/bench_pipelines.py
+
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
