@@ -19,7 +19,7 @@ from loopml.services.data.scan import scan_path, tree_fingerprint
 
 TYPE_CHECKING = False  # not `import typing` (nor json, tomllib, re): start-up is what this module saves
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 WORKSPACE_DIRNAME = ".loopml"  # the same names as loopml.settings, without importing it
@@ -153,8 +153,13 @@ def _open_metadata(db_path: str) -> sqlite3.Connection | None:
     return conn
 
 
-def quick_status(ws_root: str, db_path: str, path: str, name: str) -> dict[str, Any] | None:
-    """The clean status report of ``path`` against the latest version of ``name``, or None."""
+def _read_if_clean(ws_root: str, db_path: str, path: str, name: str,
+                   read: Callable[[sqlite3.Connection, str], Any]) -> Any:
+    """``read(metadata connection, content digest)`` when ``path`` is exactly as last hashed, else None.
+
+    None also for anything this path cannot vouch for (a scan error, an old schema …): the full CLI
+    then gives the answer or the proper error.
+    """
     if not is_valid_name(name):
         return None
     try:
@@ -165,41 +170,44 @@ def quick_status(ws_root: str, db_path: str, path: str, name: str) -> dict[str, 
         if conn is None:
             return None
         try:
-            row = conn.execute("SELECT version, content_digest FROM dataset_versions WHERE name = ? "
-                               "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+            return read(conn, known[1])
         finally:
             conn.close()
     except (sqlite3.Error, OSError, ValueError, ImportError, LoopmlError):
-        return None  # e.g. a scan error: the full path reports it properly
-    if row is None or row[1] != known[1]:
         return None
-    return {"name": name, "base": f"{name}@v{int(row[0])}", "added": [], "removed": [], "modified": [],
-            "hashed_files": 0}
+
+
+def quick_status(ws_root: str, db_path: str, path: str, name: str) -> dict[str, Any] | None:
+    """The clean status report of ``path`` against the latest version of ``name``, or None."""
+
+    def read(conn: sqlite3.Connection, digest: str) -> dict[str, Any] | None:
+        row = conn.execute("SELECT version, content_digest FROM dataset_versions WHERE name = ? "
+                           "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+        if row is None or row[1] != digest:
+            return None
+        return {"name": name, "base": f"{name}@v{int(row[0])}", "added": [], "removed": [], "modified": [],
+                "hashed_files": 0}
+
+    result: dict[str, Any] | None = _read_if_clean(ws_root, db_path, path, name, read)
+    return result
 
 
 def quick_unchanged_add(ws_root: str, db_path: str, path: str, name: str) -> dict[str, Any] | None:
     """The existing version an add of ``path`` as ``name`` would return unchanged (as a dict), or None."""
-    if not is_valid_name(name):
+
+    def read(conn: sqlite3.Connection, digest: str) -> tuple[Any, list[str]] | None:
+        row = conn.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM dataset_versions "
+                           "WHERE name = ? AND content_digest = ? ORDER BY version LIMIT 1",
+                           (name, digest)).fetchone()
+        if row is None:
+            return None
+        return row, sorted(r[0] for r in conn.execute("SELECT tag FROM dataset_tags WHERE version_id = ?",
+                                                      (row[0],)))
+
+    found = _read_if_clean(ws_root, db_path, path, name, read)
+    if found is None:
         return None
-    try:
-        known = _known_content(os.path.join(ws_root, WORKSPACE_DIRNAME, STATE_DB_FILENAME), path)
-        if known is None:
-            return None
-        conn = _open_metadata(db_path)
-        if conn is None:
-            return None
-        try:
-            row = conn.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM dataset_versions "
-                               "WHERE name = ? AND content_digest = ? ORDER BY version LIMIT 1",
-                               (name, known[1])).fetchone()
-            if row is None:
-                return None
-            tags = sorted(r[0] for r in conn.execute("SELECT tag FROM dataset_tags WHERE version_id = ?",
-                                                     (row[0],)))
-        finally:
-            conn.close()
-    except (sqlite3.Error, OSError, ValueError, ImportError, LoopmlError):
-        return None  # e.g. a scan error: the full path reports it properly
+    row, tags = found
     v = dict(zip(_VERSION_COLUMNS, row, strict=True))
     for key in ("stats", "validation"):
         if isinstance(v[key], str | bytes):
