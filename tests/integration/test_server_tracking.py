@@ -50,7 +50,7 @@ def test_remote_sdk_round_trip(server: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(svc, RemoteTrackingService)
     from loopml.domain.tracking import MetricPoint
 
-    rid = svc.create_run("exp", params={"model": "rf"}, tags={"team": "a"})
+    rid = svc.create_run("exp", params={"model": "rf"}, tags={"team": "a"}, environment={"python": "3.11"})
     pts = [MetricPoint("loss", 1.0 / (i + 1), i, 0.0) for i in range(5000)]
     svc.log_batch(rid, metrics=[*pts, MetricPoint("odd", math.nan), MetricPoint("big", math.inf)], batch_id="b1")
     svc.log_batch(rid, metrics=pts, batch_id="b1")  # a retried batch is not stored twice
@@ -59,6 +59,8 @@ def test_remote_sdk_round_trip(server: str, monkeypatch: pytest.MonkeyPatch) -> 
     run = svc.get_run(rid)
     assert math.isnan(run.metrics["odd"]) and run.metrics["big"] == math.inf
     assert [r.id for r in svc.search_runs("params.model = 'rf' and metrics.loss < 0.01")] == [rid]
+    assert [r.environment for r in svc.search_runs()] == [{"python": "3.11"}]
+    assert [r.environment for r in svc.search_runs(include_environment=False)] == [{}]  # lean listing
     assert svc.list_experiments() == ["exp"]
     spec = httpx.get(server + "/openapi.json").json()
     assert "/api/tracking/runs" in spec["paths"]

@@ -51,7 +51,8 @@ def ls_cmd(
     from loopml.cli._output import print_json, print_table
 
     runs = _service(ctx).search_runs(filter, experiments=experiment or None, order_by=order_by or None,
-                                     limit=limit, include_deleted=deleted)
+                                     limit=limit, include_deleted=deleted,
+                                     include_environment=False)  # neither the table nor --json shows it
     if as_json:
         print_json([{"id": r.id, "experiment": r.experiment, "name": r.name, "status": r.status.value,
                      "start_time": r.start_time, "end_time": r.end_time, "params": r.params,

@@ -219,10 +219,10 @@ class RemoteTrackingService:
 
     def search_runs(self, filter: str | None = None, *, experiments: Sequence[str] | None = None,
                     order_by: Sequence[str] | None = None, limit: int | None = None,
-                    include_deleted: bool = False) -> list[Run]:
+                    include_deleted: bool = False, include_environment: bool = True) -> list[Run]:
         body = {"filter": filter, "experiments": None if experiments is None else list(experiments),
                 "order_by": None if order_by is None else list(order_by), "limit": limit,
-                "include_deleted": include_deleted}
+                "include_deleted": include_deleted, "include_environment": include_environment}
         return [_run(d) for d in self._call("POST", "/runs/search", body=body)["runs"]]
 
     def metric_history(self, run_id: str, key: str, *, max_points: int | None = None) -> list[MetricPoint]:

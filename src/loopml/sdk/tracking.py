@@ -225,13 +225,9 @@ def search_runs(filter: str | None = None, *, experiments: list[str] | str | Non
         order_by = [order_by]
     if isinstance(experiments, str):
         experiments = [experiments]
-    from loopml.services.tracking import TrackingService
-
-    svc = _service(workspace)
-    # the DataFrame has no environment column, so a local search skips loading it
-    lean = {"include_environment": False} if isinstance(svc, TrackingService) else {}
-    runs = svc.search_runs(filter, experiments=experiments, order_by=order_by, limit=limit,
-                           include_deleted=include_deleted, **lean)
+    # the DataFrame has no environment column, so the search skips loading it
+    runs = _service(workspace).search_runs(filter, experiments=experiments, order_by=order_by, limit=limit,
+                                           include_deleted=include_deleted, include_environment=False)
     return runs_frame(runs, pd)
 
 

@@ -47,6 +47,7 @@ class SearchRequest(_Strict):
     order_by: list[str] | None = None
     limit: int | None = Field(default=None, ge=0)
     include_deleted: bool = False
+    include_environment: bool = True
 
 
 class UseDatasetRequest(_Strict):

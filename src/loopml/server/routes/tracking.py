@@ -77,7 +77,8 @@ def build_router(service_factory: Any) -> APIRouter:
     @r.post("/runs/search")
     def search_runs(req: SearchRequest) -> Response:
         runs = service_factory().search_runs(req.filter, experiments=req.experiments, order_by=req.order_by,
-                                             limit=req.limit, include_deleted=req.include_deleted)
+                                             limit=req.limit, include_deleted=req.include_deleted,
+                                             include_environment=req.include_environment)
         return JSONResponse({"runs": [run_to_json(x) for x in runs]})
 
     @r.get("/runs/{run_id}/metrics/{key}")
