@@ -34,7 +34,7 @@ class Settings:
     artifacts: str
     s3_endpoint_url: str | None = None
     tracking_uri: str | None = None
-    actor: str = field(default_factory=lambda: os.environ.get("USER", "unknown"))
+    actor: str = field(default_factory=lambda: default_actor(os.environ))
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -138,7 +138,7 @@ def resolve_settings(root: Path, env: Mapping[str, str] | None = None) -> Settin
     _check_url("db_url", values["db_url"], ("sqlite", "postgresql"))
     if "://" in values["artifacts"] and not values["artifacts"].split("://", 1)[0]:
         raise ConfigError(f"The artifacts location {values['artifacts']!r} has an empty scheme.")
-    actor = values.pop("actor", None) or env.get("USER") or "unknown"
+    actor = values.pop("actor", None) or default_actor(env)
     return Settings(root=root, actor=actor, sources=sources, **values)
 
 
@@ -151,3 +151,15 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
             f"The database URL {url!r} is not supported (setting {name}, env {var}).",
             hint="Use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB.",
         )
+
+
+def default_actor(env: Mapping[str, str]) -> str:
+    """Who the audit trail names when LOOPML_ACTOR is unset: $USER, else the OS account of this process."""
+    if env.get("USER"):
+        return env["USER"]
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"

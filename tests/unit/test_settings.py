@@ -60,3 +60,15 @@ def test_unknown_setting_is_rejected_with_the_known_ones(tmp_path: Path) -> None
 def test_unsupported_database_url_is_named(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match="is not supported"):
         resolve_settings(_make_ws(tmp_path), env={"LOOPML_DB_URL": url})
+
+
+def test_actor_is_named_even_without_user_in_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import pwd
+
+    from loopml.settings import default_actor
+
+    for var in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    assert default_actor({}) == pwd.getpwuid(os.getuid()).pw_name
+    assert default_actor({"USER": "ana"}) == "ana"
