@@ -77,3 +77,22 @@ def test_unreachable_remote_is_a_clear_error(workspace: Workspace, tmp_path: Pat
     with pytest.raises(RemoteUnavailableError, match="s3://nobucket/x"):
         workspace.data.push(remote="gone")
     assert time.monotonic() - start < 60
+
+
+def test_push_and_pull_through_a_directory_remote(workspace: Workspace, tmp_path: Path) -> None:
+    # A plain directory (fsspec "file") has no atomic put: objects land under a temporary name first.
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(20):
+        (d / f"f{i}.bin").write_bytes(os.urandom(100 + i))
+    (d / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    v = workspace.data.add(d, "d")
+    remote_dir = tmp_path / "remote"
+    workspace.data.add_remote("disk", remote_dir.as_uri())
+    assert workspace.data.push().objects == 21
+    stored = [p for p in remote_dir.rglob("*") if p.is_file()]
+    assert stored and not [p for p in stored if p.name.endswith(".part")]
+    _wipe_objects(workspace)
+    assert workspace.data.pull(["d"]).objects == 21
+    assert workspace.doctor(verify=True).ok
+    assert (workspace.data.checkout(v.label, tmp_path / "out") / "big.bin").read_bytes() == (d / "big.bin").read_bytes()

@@ -14,9 +14,10 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,14 @@ class DataRemote:
         except Exception as exc:
             raise self._fail(exc, "list its contents") from exc
 
+    def _write_whole(self, key: str, write: Callable[[str], object]) -> None:
+        """On a filesystem whose writes are not atomic: ``write`` a temporary name, then move it into place."""
+        final = self._p(key)
+        tmp = f"{final}.{uuid.uuid4().hex[:8]}.part"
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        write(tmp)
+        self.fs.mv(tmp, final)
+
     def _upload(self, items: list[tuple[str, str]]) -> None:
         """(local file, remote key) pairs, concurrently; each lands under its final name whole."""
         if not items:
@@ -107,11 +116,7 @@ class DataRemote:
                 self.fs.put([s for s, _ in items], [self._p(k) for _, k in items])
             else:
                 for src, key in items:
-                    final = self._p(key)
-                    tmp = f"{final}.{uuid.uuid4().hex[:8]}.part"
-                    self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                    self.fs.put_file(src, tmp)
-                    self.fs.mv(tmp, final)
+                    self._write_whole(key, partial(self.fs.put_file, src))
         except Exception as exc:
             raise self._fail(exc, "store files") from exc
 
@@ -124,11 +129,7 @@ class DataRemote:
                 self.fs.pipe({self._p(k): v for k, v in blobs.items()})
             else:
                 for key, data in blobs.items():
-                    final = self._p(key)
-                    tmp = f"{final}.{uuid.uuid4().hex[:8]}.part"
-                    self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                    self.fs.pipe_file(tmp, data)
-                    self.fs.mv(tmp, final)
+                    self._write_whole(key, partial(self.fs.pipe_file, value=data))
         except Exception as exc:
             raise self._fail(exc, "store files") from exc
 
