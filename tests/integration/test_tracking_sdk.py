@@ -106,3 +106,30 @@ def test_writer_back_pressure_writes_without_dropping(workspace) -> None:  # typ
     pts = svc.metric_history(rid, "x")
     assert [p.step for p in pts] == list(range(1000))
     assert svc.get_run(rid).metrics["x"] == 999.0
+
+
+def test_a_failed_write_keeps_its_points_for_the_next_flush(workspace) -> None:  # type: ignore[no-untyped-def]
+    from loopml.domain.tracking import MetricPoint
+    from loopml.errors import DatabaseUnavailableError
+    from loopml.sdk._writer import BatchWriter
+
+    svc = workspace.tracking
+    calls = {"n": 0}
+
+    class FlakyOnce:  # the real service, with its second write failing once (e.g. the database was away)
+        def log_batch(self, run_id, **kw):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise DatabaseUnavailableError("database away for a moment")
+            return svc.log_batch(run_id, **kw)
+
+    rid = svc.create_run("e")
+    writer = BatchWriter(FlakyOnce(), rid, max_batch=30, interval=60.0)
+    for i in range(100):
+        writer.put(MetricPoint("x", float(i), i, 1.0))
+    with pytest.raises(DatabaseUnavailableError):  # raised by this write, or kept from a background one
+        writer.flush()
+    landed = [p.step for p in svc.metric_history(rid, "x")]
+    assert landed == list(range(len(landed))) and len(landed) >= 30  # in order, none twice
+    writer.close()  # retries whatever is left
+    assert [p.step for p in svc.metric_history(rid, "x")] == list(range(100))

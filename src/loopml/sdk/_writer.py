@@ -16,8 +16,9 @@ class BatchWriter:
     ``max_batch`` points or every ``interval`` seconds; ``flush``/``close`` write the rest in
     the caller's thread, so once they return everything put before is in the database.
     When the buffer reaches ``max_queue`` points (the database is slower than the caller),
-    ``put`` writes it itself: back-pressure, nothing dropped. A background write error is
-    kept and raised by the next ``flush``/``close``.
+    ``put`` writes it itself: back-pressure, nothing dropped. A failed write keeps its points
+    (the next write retries them); a background write error is raised by the next
+    ``flush``/``close``.
     """
 
     def __init__(self, service: Any, run_id: str, *, max_queue: int = 200_000, max_batch: int = 10_000,
@@ -66,6 +67,8 @@ class BatchWriter:
                 try:
                     self.service.log_batch(self.run_id, metrics=batch[i:i + self.max_batch], batch_id=new_id())
                 except BaseException as exc:
+                    with self._lock:  # what was not written goes back first, in order: a later flush retries it
+                        self._buf[:0] = batch[i:]
                     if raise_errors:
                         raise
                     self._error = exc  # kept for the caller's flush
