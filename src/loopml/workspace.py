@@ -144,7 +144,7 @@ class Workspace:
     def tracking(self) -> TrackingService:
         from loopml.services.tracking import TrackingService
 
-        return TrackingService(self.db, self.objects, self.settings)
+        return TrackingService(self.db, self.objects, self.settings, data=lambda: self.data)  # one DataService
 
     @cached_property
     def pipelines(self) -> PipelineService:

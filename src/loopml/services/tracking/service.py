@@ -130,7 +130,7 @@ class TrackingService:
         self.db = db
         self.objects = objects
         self.settings = settings
-        self._data = data
+        self._data = data  # the DataService, or a callable giving it (the workspace shares its own)
 
     # -- writing -------------------------------------------------------------------
 
@@ -456,12 +456,11 @@ class TrackingService:
 
     def use_dataset(self, run_id: str, ref: str) -> str:
         """Record that the run used dataset version ``ref``; returns the version id."""
-        data = self._data
-        if data is None:
+        if self._data is None:
             from loopml.services.data import DataService
 
-            data = DataService(self.db, self.objects, self.settings)
-            self._data = data
+            self._data = DataService(self.db, self.objects, self.settings)
+        data = self._data() if callable(self._data) else self._data
         with self.db.read() as conn:
             self._require(conn, run_id)
         version = data.resolve(ref)
