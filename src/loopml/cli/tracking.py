@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ runs_app = typer.Typer(help="Tracked runs: list and search, show, compare, delet
 
 
 def _service(ctx: typer.Context) -> Any:
-    if importlib.util.find_spec("loopml.sdk._remote") is not None:
-        from loopml.sdk import _remote  # type: ignore[attr-defined,unused-ignore]
+    from loopml.sdk._remote import remote_service_from_env
 
-        remote = _remote.remote_service_from_env(os.environ)
-        if remote is not None:
-            return remote
+    remote = remote_service_from_env(os.environ)
+    if remote is not None:
+        return remote
     return open_workspace(ctx).tracking
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
 import tempfile
@@ -32,10 +31,10 @@ def _service(workspace: str | os.PathLike[str] | None = None) -> Any:
         uri = os.environ.get("LOOPML_TRACKING_URI", "")
         if uri:
             svc = _services.get(uri)
-            if svc is None and importlib.util.find_spec("loopml.sdk._remote") is not None:
-                from loopml.sdk import _remote  # type: ignore[attr-defined,unused-ignore]
+            if svc is None:
+                from loopml.sdk._remote import remote_service_from_env
 
-                svc = _remote.remote_service_from_env(os.environ)
+                svc = remote_service_from_env(os.environ)
             if svc is not None:
                 _services[uri] = svc
                 return svc
