@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import textwrap
 from typing import Any
 
@@ -83,7 +82,7 @@ def run(demo: Any) -> None:
     demo.banner("pipelines: validate -> featurize -> train -> evaluate, as plain Python steps")
     (demo.dir / "demo_training.py").write_text(textwrap.dedent(PIPELINE_MODULE).lstrip(), encoding="utf-8")
     name = demo.notes.get("dataset_name") or demo.notes.get("dataset")
-    if isinstance(name, str) and importlib.util.find_spec("loopml.services.data") is not None:
+    if isinstance(name, str):
         params = ["-p", f"dataset_name={name}"]
         print(f"(reading the dataset {name!r} the data chapter versioned)")
     else:
