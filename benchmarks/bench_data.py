@@ -57,7 +57,7 @@ def write_random(path: Path, size: int) -> None:
 
 def wipe_objects(ws: Path) -> None:
     for child in (ws / ".loopml" / "objects").iterdir():
-        if len(child.name) == 2:
+        if len(child.name) == 2 or child.name == "packs":
             shutil.rmtree(child)
 
 

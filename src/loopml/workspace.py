@@ -180,3 +180,6 @@ class Workspace:
         db = self.__dict__.pop("db", None)
         if db is not None:
             db.dispose()
+        objects = self.__dict__.pop("objects", None)
+        if objects is not None:
+            objects.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,7 @@ def test_concurrent_ingests_of_the_same_files_both_succeed(tmp_path: Path) -> No
 def test_a_big_file_changed_while_stored_is_refused_and_not_named(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cas, "SMALL_OBJECT", 1024)
+    monkeypatch.setattr(cas, "PACK_THRESHOLD", 1024)
     store = ContentStore(LocalBackend(tmp_path / "objects"))
     (path, size), = _files(tmp_path / "src", [200_000])
     real_hash = cas.hash_file
@@ -98,14 +100,14 @@ def test_add_of_an_unreadable_file_names_it_and_records_nothing(tmp_path: Path,
     ws = Workspace.init(tmp_path / "ws")
     d = tmp_path / "d"
     _files(d, [10, 20])
-    real_open = open
+    real_open = os.open
 
-    def deny_f1(path: str, *args: object, **kwargs: object) -> object:
+    def deny_f1(path: str, *args: Any, **kwargs: Any) -> int:
         if str(path).endswith("f1.bin"):  # as root, chmod 0 would not stop the read
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(cas, "open", deny_f1, raising=False)
+    monkeypatch.setattr(os, "open", deny_f1)
     with pytest.raises(DataInputError, match="f1.bin.*Permission denied"):
         ws.data.add_detailed(d, "d")
     assert ws.data.list_versions() == []

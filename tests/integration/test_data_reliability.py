@@ -69,7 +69,7 @@ def test_kill_9_during_push_and_pull(tmp_path: Path) -> None:
     assert subprocess.run([*LOOPML, "data", "push"], cwd=ws_root).returncode == 0
     objects = ws_root / ".loopml" / "objects"
     for child in objects.iterdir():
-        if len(child.name) == 2:
+        if len(child.name) == 2 or child.name == "packs":
             subprocess.run(["rm", "-rf", str(child)], check=True)
     proc = subprocess.Popen([*LOOPML, "--quiet", "data", "pull"], cwd=ws_root)
     time.sleep(0.6)
@@ -95,3 +95,7 @@ def test_two_processes_adding_the_same_data_both_succeed_and_store_once(tmp_path
         assert len(versions) == 1 and versions[0].num_files == 401
         assert sum(1 for _ in ws.objects.iter_objects()) == 401
         assert ws.doctor(verify=True).ok
+        # Small objects are packed: whichever process indexed one first keeps it, the other's copy is cut out.
+        packed = ws.objects.packs.totals() if ws.objects.packs is not None else (0, 0)
+        pack_files = (ws_root / ".loopml" / "objects" / "packs").glob("*.pack")
+        assert packed[0] == 400 and sum(p.stat().st_size for p in pack_files) == packed[1] == 400 * 4096

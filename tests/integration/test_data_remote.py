@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from tests.helpers import wipe_local_objects
 
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.workspace import Workspace
-
-
-def _wipe_objects(ws: Workspace) -> None:
-    root = Path(ws.objects.url)
-    for child in root.iterdir():
-        if child.is_dir() and len(child.name) == 2:
-            shutil.rmtree(child)
 
 
 def test_push_packs_small_files_and_pull_restores_them(workspace: Workspace, tmp_path: Path,
@@ -37,13 +30,19 @@ def test_push_packs_small_files_and_pull_restores_them(workspace: Workspace, tmp
     again = workspace.data.push()
     assert again.objects == 0 and again.skipped == 301
 
-    _wipe_objects(workspace)
+    wipe_local_objects(workspace)
     assert len(workspace.objects.missing([f.digest for f in workspace.data.files(v)])) == 301
     pulled = workspace.data.pull(["many"])
     assert pulled.objects == 301
     assert workspace.doctor(verify=True).ok
+    # The 300 small objects landed in one local pack, not 300 files; the big one in a file of its own.
+    assert len(list((Path(workspace.objects.url) / "packs").glob("*.pack"))) == 1
+    files = {f.path: f.digest for f in workspace.data.files(v)}
+    assert workspace.objects.local_path(files["f000.bin"]) is None
+    assert workspace.objects.local_path(files["big.bin"]) is not None
     out = workspace.data.checkout(v.label, tmp_path / "out")
     assert (out / "big.bin").read_bytes() == (d / "big.bin").read_bytes()
+    assert all((out / p.name).read_bytes() == p.read_bytes() for p in d.iterdir())
 
 
 def test_pull_rejects_a_corrupt_pack(workspace: Workspace, tmp_path: Path, s3_server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +55,7 @@ def test_pull_rejects_a_corrupt_pack(workspace: Workspace, tmp_path: Path, s3_se
     client = s3_server.client()
     pack = next(o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"] if o["Key"].endswith(".pack"))
     client.put_object(Bucket=s3_bucket, Key=pack, Body=b"HELLO WORLD")
-    _wipe_objects(workspace)
+    wipe_local_objects(workspace)
     with pytest.raises(CorruptObjectError, match="corrupt"):
         workspace.data.pull()
     assert list(workspace.objects.iter_objects()) == []
@@ -92,7 +91,7 @@ def test_push_and_pull_through_a_directory_remote(workspace: Workspace, tmp_path
     assert workspace.data.push().objects == 21
     stored = [p for p in remote_dir.rglob("*") if p.is_file()]
     assert stored and not [p for p in stored if p.name.endswith(".part")]
-    _wipe_objects(workspace)
+    wipe_local_objects(workspace)
     assert workspace.data.pull(["d"]).objects == 21
     assert workspace.doctor(verify=True).ok
     assert (workspace.data.checkout(v.label, tmp_path / "out") / "big.bin").read_bytes() == (d / "big.bin").read_bytes()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from tests.helpers import wipe_local_objects
 
 from loopml.services.data import remote
 from loopml.workspace import Workspace
@@ -29,9 +29,7 @@ def test_many_packs_travel_in_batches_and_come_back_verified(workspace: Workspac
     assert pushed.objects == 120 and packs >= 10 and sum(k.endswith(".idx") for k in keys) == packs
     assert workspace.data.push().skipped == 120
 
-    for child in Path(workspace.objects.url).iterdir():
-        if child.is_dir() and len(child.name) == 2:
-            shutil.rmtree(child)
+    wipe_local_objects(workspace)
     pulled = workspace.data.pull(["many"])
     assert pulled.objects == 120 and pulled.bytes == v.size and pulled.transfers == packs
     assert workspace.doctor(verify=True).ok

@@ -49,7 +49,9 @@ def check_workspace(
             report.bytes_checked += ref.size
             if check.status == "corrupt":
                 report.corrupt.append((ref.digest, check.actual))
+            elif check.status == "missing":  # listed but unreadable (e.g. its pack file is gone)
+                report.missing.append(ref.digest)
             advance(ref.size)
-    present = {o.digest for o in stored}
-    report.missing = sorted(db.referenced_digests() - present)
+    present = {o.digest for o in stored} - set(report.missing)
+    report.missing = sorted(set(report.missing) | (db.referenced_digests() - present))
     return report

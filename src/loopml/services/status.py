@@ -44,6 +44,9 @@ def _sqlite_counts(url: str) -> tuple[str | None, dict[str, int]]:
 
 
 def _local_object_totals(root: Path) -> tuple[int, int]:
+    from loopml.stores.artifacts.backends import TMP_DIRNAME
+    from loopml.stores.artifacts.packs import PackIndex
+
     count = size = 0
     if not root.is_dir():
         return 0, 0
@@ -52,7 +55,12 @@ def _local_object_totals(root: Path) -> tuple[int, int]:
             for entry in os.scandir(fan.path):
                 count += 1
                 size += entry.stat().st_size
-    return count, size
+    packs = PackIndex(root, root / TMP_DIRNAME)
+    try:
+        packed, packed_bytes = packs.totals()
+    finally:
+        packs.close()
+    return count + packed, size + packed_bytes
 
 
 def describe_workspace(settings: Settings) -> dict[str, Any]:

@@ -10,6 +10,7 @@ concurrently, never by one request per object.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,9 +25,9 @@ from typing import Any
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.progress import NullProgress, Progress
 from loopml.stores.artifacts.cas import ContentStore
-from loopml.stores.artifacts.hashing import digest_from_key, object_key
+from loopml.stores.artifacts.hashing import digest_from_key, hash_bytes, object_key
+from loopml.stores.artifacts.packs import PACK_THRESHOLD
 
-PACK_THRESHOLD = 1024 * 1024  # objects smaller than this go into packs
 PACK_TARGET = 64 * 1024 * 1024  # bytes per pack
 PACKS_IN_FLIGHT = 4  # packs held in memory and transferred at once
 
@@ -221,11 +222,14 @@ class DataRemote:
                 view = memoryview(data)
                 for d in by_pack[pack_id]:
                     off, length = remote.packs[pack_id][d]
-                    try:
-                        store.put_bytes(view[off:off + length], expect=d)  # hashed once, verified
-                    except CorruptObjectError as exc:
+                    obj = view[off:off + length]
+                    if hash_bytes(obj) != d:  # hashed once, verified before anything is stored
                         raise CorruptObjectError(f"Object {d} in pack {pack_id} of {self.url!r} is corrupt.",
-                                                 hint="Push it again from a workspace that has it.") from exc
+                                                 hint="Push it again from a workspace that has it.")
+                    if writer is not None and length < PACK_THRESHOLD:
+                        writer.add(d, obj)
+                    else:
+                        store.put_bytes(obj, expect=d)
                     n += length
                 advance(n)
                 return n
@@ -238,7 +242,10 @@ class DataRemote:
                 return [blobs.pop(self._p(f"packs/{p}.pack")) for p in batch]
 
             batches = [pack_ids[i:i + PACKS_IN_FLIGHT] for i in range(0, len(pack_ids), PACKS_IN_FLIGHT)]
-            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool, \
+            # A local store takes the small objects into its own pack files (a killed pull loses at most the
+            # uncommitted pack: nothing of it is visible); another store gets one object per write.
+            with (store.pack_writer() if store.packs is not None else contextlib.nullcontext()) as writer, \
+                    ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool, \
                     ThreadPoolExecutor(max_workers=1) as fetcher:
                 # Packs come into memory a batch at a time (no temporary files, bounded memory); the next
                 # batch downloads while this one is verified and stored.

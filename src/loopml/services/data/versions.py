@@ -654,15 +654,13 @@ class DataService(_RemoteMixin):
         for obj in list(self.objects.iter_objects()):
             if obj.digest in referenced:
                 continue
-            local = self.objects.local_path(obj.digest)
-            if local is not None:
-                try:
-                    if now - local.stat().st_mtime < grace_seconds:
-                        continue
-                except OSError:
-                    continue
+            added = self.objects.added_at(obj.digest)
+            if added is not None and now - added < grace_seconds:
+                continue
             count += 1
             size += obj.size
             if not dry_run:
                 self.objects.delete(obj.digest)
+        if not dry_run:
+            self.objects.compact(grace_seconds=grace_seconds)  # packed objects' bytes, abandoned packs
         return count, size

@@ -98,6 +98,10 @@ class LocalBackend(ByteBackend):
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self._tmp
+
     def tmp_path(self) -> Path:
         """A fresh temporary path on the same filesystem as the store (rename is atomic)."""
         return self._tmp / f"{uuid.uuid4().hex}.part"
@@ -193,7 +197,7 @@ class LocalBackend(ByteBackend):
         if not self.root.is_dir():
             return
         for fan in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not fan.is_dir() or fan.name == TMP_DIRNAME:
+            if len(fan.name) != 2 or not fan.is_dir():  # fan-out directories only (not tmp/ or packs/)
                 continue
             for entry in os.scandir(fan.path):
                 if entry.is_file():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
+import itertools
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,9 +32,11 @@ from loopml.stores.artifacts.hashing import (
     new_hasher,
     object_key,
 )
+from loopml.stores.artifacts.packs import PACK_THRESHOLD, PackIndex, PackWriter
 
 # Below this a file is read into memory whole, hashed and written; above it the kernel copies it.
 SMALL_OBJECT = 8 * 1024 * 1024
+_GROUP = 16  # small files an ingest worker reads and hashes before asking the index which are new
 
 LinkMode = Literal["copy", "hardlink", "reflink", "auto"]
 LINK_MODES: tuple[str, ...] = ("copy", "hardlink", "reflink", "auto")
@@ -68,6 +73,17 @@ def _check_digest(digest: str) -> str:
     return digest
 
 
+def _read_into(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from file descriptor ``fd`` until it is full or the file ends; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def try_reflink(src: Path, dest: Path) -> bool:
     """Copy-on-write clone where the filesystem supports it (btrfs, xfs); False otherwise."""
     try:
@@ -88,11 +104,20 @@ class ContentStore:
 
     Storing the same bytes twice stores them once. Every write lands under its
     final name atomically, so a killed writer leaves at most a temporary file.
+    On a local store, bulk writes (``ingest_files``, ``pack_writer``) put objects
+    under ``PACK_THRESHOLD`` bytes into pack files (see ``packs``); every reader
+    here finds an object wherever it lives.
     """
 
     def __init__(self, backend: ByteBackend, staging_dir: Path | None = None) -> None:
         self.backend = backend
         self._staging_dir = staging_dir
+        self.packs = PackIndex(backend.root, backend.tmp_dir) if isinstance(backend, LocalBackend) else None
+
+    def close(self) -> None:
+        """Release the pack index's connection (reopened on next use)."""
+        if self.packs is not None:
+            self.packs.close()
 
     @property
     def url(self) -> str:
@@ -117,7 +142,9 @@ class ContentStore:
             raise CorruptObjectError(f"Received bytes for object {expect} hash to {digest}.",
                                      hint="The source copy is damaged; fetch it from another copy.")
         key = object_key(digest)
-        if isinstance(self.backend, LocalBackend):
+        if self.packs is not None and self.packs.lookup(digest) is not None:
+            pass  # already packed
+        elif isinstance(self.backend, LocalBackend):
             self.backend.put_new_bytes(key, data)
         elif not self.backend.exists(key):
             self.backend.put_chunks(key, [bytes(data)])
@@ -134,7 +161,7 @@ class ContentStore:
             size = src.stat().st_size
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"Cannot store {str(src)!r}: no such file.") from exc
-        if digest is not None and self.backend.exists(object_key(_check_digest(digest))):
+        if digest is not None and self.has(digest):
             return ObjectRef(digest, size)
         if isinstance(self.backend, LocalBackend):
             return self._put_local(src, size)
@@ -157,15 +184,21 @@ class ContentStore:
                     fout.write(chunk)
                     written += len(chunk)
             digest = hasher.hexdigest()
-            key = object_key(digest)
-            if backend.exists(key):
+            if self.has(digest):
                 tmp.unlink()
             else:
-                backend.commit_tmp(tmp, key)
+                backend.commit_tmp(tmp, object_key(digest))
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return ObjectRef(digest, written)
+
+    def pack_writer(self) -> PackWriter:
+        """A writer that appends small objects to pack files (local stores only); use it as a context manager."""
+        if self.packs is None:
+            raise TypeError("pack files need a local backend")
+        self.ensure()
+        return self.packs.writer()
 
     def ingest_files(
         self,
@@ -178,59 +211,108 @@ class ContentStore:
         """Hash and store many local files, reading each once; results in the order of ``items``.
 
         ``items`` are (path, size as scanned). A file below ``SMALL_OBJECT`` bytes is read
-        into memory, hashed and written only if its object is new; a bigger one is copied
-        by the kernel while it is hashed from the page cache, and renamed into place
-        after. Each result carries the file's stat taken after it was read, so the caller
-        can refuse a file that changed meanwhile. Needs a local backend.
+        into a buffer each worker reuses, hashed, and written only if its object is new:
+        appended to a pack file below ``PACK_THRESHOLD``, else as an object file of its own.
+        A bigger one is copied by the kernel while it is hashed from the page cache, and
+        renamed into place after. Each result carries the file's stat taken after it was
+        read, so the caller can refuse a file that changed meanwhile. Nothing becomes
+        visible before the packs commit at the end (an error discards them). Needs a
+        local backend.
         """
         backend = self.backend
-        if not isinstance(backend, LocalBackend):
+        if not isinstance(backend, LocalBackend) or self.packs is None:
             raise TypeError("ingest_files needs a local backend")
         backend.ensure()
         results: list[Ingested | None] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: -items[i][1])  # big files first
         cursor = iter(order)  # shared by the workers: next() on a list iterator is atomic
+        taken: set[str] = set()  # objects this call stores (the first worker to take one writes it)
+        taken_lock = threading.Lock()
+        packs = self.packs
+        root = str(backend.root)
 
-        def one(path: str, size: int) -> Ingested:
-            if size >= SMALL_OBJECT:
-                return self._ingest_big(backend, path, size)
-            with open(path, "rb") as fh:
-                data = fh.read()
-                st = os.fstat(fh.fileno())
-            digest = hash_bytes(data)
-            written = backend.put_new_bytes(object_key(digest), data)
-            return Ingested(ObjectRef(digest, len(data)), written, st)
+        def first_taker(digests: Iterable[str]) -> list[bool]:
+            with taken_lock:
+                out = [d not in taken for d in digests]
+                taken.update(digests)
+            return out
 
-        def work() -> None:
-            for i in cursor:
-                path, size = items[i]
+        def read(path: str, size: int, buf: bytearray) -> tuple[int, os.stat_result]:
+            if len(buf) <= size:
+                buf.extend(bytes(size + 1 - len(buf)))
+            try:
+                fd = os.open(path, os.O_RDONLY)
                 try:
-                    results[i] = one(path, size)
-                except OSError as exc:
-                    if on_error is not None:
-                        raise on_error(path, exc) from exc
-                    raise
+                    n = _read_into(fd, memoryview(buf)[:size + 1])  # one byte more: a file that grew shows
+                    return n, os.fstat(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                if on_error is not None:
+                    raise on_error(path, exc) from exc
+                raise
+
+        def work(writer: PackWriter) -> None:
+            bufs = [bytearray(64 * 1024) for _ in range(_GROUP)]
+            while batch := list(itertools.islice(cursor, _GROUP)):
+                # Small files are read and hashed a group at a time so that whether their objects are
+                # already stored is one index query per group, not one per file.
+                group: list[tuple[int, int, os.stat_result, str]] = []
+                for i in batch:
+                    path, size = items[i]
+                    if size >= PACK_THRESHOLD:
+                        results[i] = self._ingest_one(backend, path, size, bufs[0], read, first_taker)
+                        if advance is not None:
+                            advance(size)
+                        continue
+                    buf = bufs[len(group)]
+                    n, st = read(path, size, buf)
+                    group.append((i, n, st, hash_bytes(memoryview(buf)[:n])))
+                if not group:
+                    continue
+                digests = [g[3] for g in group]
+                firsts = first_taker(digests)
+                stored = packs.present(digests)
+                for slot, ((i, n, st, digest), first) in enumerate(zip(group, firsts, strict=True)):
+                    new = first and digest not in stored and not os.path.exists(f"{root}/{object_key(digest)}")
+                    if new:
+                        writer.add(digest, memoryview(bufs[slot])[:n])
+                    results[i] = Ingested(ObjectRef(digest, n), new, st)
                 if advance is not None:
-                    advance(size)
+                    advance(sum(items[g[0]][1] for g in group))
 
         n = workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items)))
-        if n == 1:
-            work()
-        else:
-            with ThreadPoolExecutor(max_workers=n) as pool:
-                for f in [pool.submit(work) for _ in range(n)]:
-                    f.result()
+        with packs.writer() as writer:
+            if n == 1:
+                work(writer)
+            else:
+                with ThreadPoolExecutor(max_workers=n) as pool:
+                    for f in [pool.submit(work, writer) for _ in range(n)]:
+                        f.result()
         out: list[Ingested] = []
         first: set[str] = set()
         for r in results:
             assert r is not None
+            if r.written and (r.ref.digest in writer.duplicates or r.ref.digest in first):
+                # Another process indexed it first, or two workers stored equal big files (the rename made
+                # them one object): not a new object of this call.
+                r = Ingested(r.ref, False, r.stat)
             if r.written:
-                if r.ref.digest in first:
-                    # Two workers stored equal files at once (the rename made it one object): count it once.
-                    r = Ingested(r.ref, False, r.stat)
                 first.add(r.ref.digest)
             out.append(r)
         return out
+
+    def _ingest_one(self, backend: LocalBackend, path: str, size: int, buf: bytearray,
+                    read: Callable[[str, int, bytearray], tuple[int, os.stat_result]],
+                    first_taker: Callable[[list[str]], list[bool]]) -> Ingested:
+        """One file too big to pack, stored as an object file of its own."""
+        if size >= SMALL_OBJECT:
+            return self._ingest_big(backend, path, size)
+        n, st = read(path, size, buf)
+        with memoryview(buf)[:n] as data:
+            digest = hash_bytes(data)
+            written = first_taker([digest])[0] and backend.put_new_bytes(object_key(digest), data)
+        return Ingested(ObjectRef(digest, n), written, st)
 
     def _ingest_big(self, backend: LocalBackend, path: str, size: int) -> Ingested:
         before = os.stat(path)
@@ -271,7 +353,7 @@ class ContentStore:
                     size += len(chunk)
             digest = hasher.hexdigest()
             key = object_key(digest)
-            if self.backend.exists(key):
+            if self.has(digest):
                 tmp.unlink()
             elif isinstance(self.backend, LocalBackend):
                 self.backend.commit_tmp(tmp, key)
@@ -284,26 +366,46 @@ class ContentStore:
     # -- reading ---------------------------------------------------------------
 
     def has(self, digest: str) -> bool:
-        return self.backend.exists(object_key(_check_digest(digest)))
+        key = object_key(_check_digest(digest))
+        return self.backend.exists(key) or (self.packs is not None and self.packs.lookup(digest) is not None)
 
     def missing(self, digests: Sequence[str]) -> set[str]:
-        """Which of ``digests`` are not stored (one batched check)."""
-        keys = {object_key(_check_digest(d)): d for d in digests}
+        """Which of ``digests`` are not stored (batched: one index query per 500, one check for the rest)."""
+        for d in digests:
+            _check_digest(d)
+        packed = self.packs.present(digests) if self.packs is not None else set()
+        keys = {object_key(d): d for d in digests if d not in packed}
         present = self.backend.exists_many(list(keys))
         return {d for k, d in keys.items() if k not in present}
 
     def open(self, digest: str) -> IO[bytes]:
-        return self.backend.open_read(object_key(_check_digest(digest)))
+        try:
+            return self.backend.open_read(object_key(_check_digest(digest)))
+        except ObjectNotFoundError:
+            data = self.packs.read(digest) if self.packs is not None else None
+            if data is None:
+                raise
+            return io.BytesIO(data)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open(digest) as fh:
             return fh.read()
 
     def size(self, digest: str) -> int:
-        return self.backend.size(object_key(_check_digest(digest)))
+        try:
+            return self.backend.size(object_key(_check_digest(digest)))
+        except ObjectNotFoundError:
+            obj = self.packs.lookup(digest) if self.packs is not None else None
+            if obj is None:
+                raise
+            return obj.length
 
     def local_path(self, digest: str) -> Path | None:
-        return self.backend.local_path(object_key(_check_digest(digest)))
+        """The object's own file on a local store; None for a packed object or a remote store."""
+        path = self.backend.local_path(object_key(_check_digest(digest)))
+        if path is not None and self.packs is not None and not path.exists() and self.packs.lookup(digest):
+            return None
+        return path
 
     def export(self, digest: str, dest: str | os.PathLike[str], *, link: LinkMode = "copy") -> str:
         """Write an object to ``dest``; returns the link mode actually used.
@@ -316,6 +418,17 @@ class ContentStore:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         src = self.local_path(digest)
+        if src is None and self.packs is not None:  # packed: always a copy of its bytes
+            data = self.packs.read(digest)
+            if data is None:
+                raise ObjectNotFoundError(f"Object {digest} is missing from the artifact store {self.url!r}.")
+            tmp = dest.with_name(f".{dest.name}.loopml.part")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return "copy"
         if src is not None and not src.exists():
             raise ObjectNotFoundError(
                 f"Object {digest} is missing from the artifact store {self.url!r}.",
@@ -347,10 +460,28 @@ class ContentStore:
     # -- integrity and maintenance ---------------------------------------------
 
     def iter_objects(self) -> Iterator[ObjectRef]:
+        """Every stored object once (an object both packed and in a file of its own is listed as the file)."""
+        seen: set[str] = set()
         for key, size in self.backend.iter_keys():
             digest = digest_from_key(key)
             if digest is not None:
+                seen.add(digest)
                 yield ObjectRef(digest, size)
+        if self.packs is not None:
+            for obj in self.packs.iter_objects():
+                if obj.digest not in seen:
+                    yield ObjectRef(obj.digest, obj.length)
+
+    def added_at(self, digest: str) -> float | None:
+        """When a local object was stored (its file's mtime, or when its pack was indexed); None if unknown."""
+        path = self.local_path(digest)
+        if path is not None:
+            try:
+                return path.stat().st_mtime
+            except OSError:
+                pass
+        obj = self.packs.lookup(digest) if self.packs is not None else None
+        return obj.added_at if obj is not None else None
 
     def verify(self, digest: str) -> ObjectCheck:
         """Rehash one object, streaming; reports ok, corrupt (with the actual hash) or missing."""
@@ -380,7 +511,14 @@ class ContentStore:
             )
 
     def delete(self, digest: str) -> None:
+        """Remove an object; a packed one's bytes are reclaimed by ``compact``."""
         self.backend.delete(object_key(_check_digest(digest)))
+        if self.packs is not None:
+            self.packs.remove(digest)
+
+    def compact(self, *, grace_seconds: float = 3600.0) -> int:
+        """Reclaim the bytes of deleted packed objects and of abandoned packs; returns bytes freed."""
+        return self.packs.compact(grace_seconds=grace_seconds) if self.packs is not None else 0
 
 
 def open_content_store(url: str, storage_options: dict[str, object] | None = None) -> ContentStore:

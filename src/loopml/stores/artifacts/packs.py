@@ -1,0 +1,372 @@
+"""Pack files for small objects in a local store: one file per many objects, an SQLite index to find them.
+
+Creating and renaming one file per object costs more than the bytes themselves once objects are small
+(tens of KB); a data set of 10,000 such files spends most of its add and pull doing that. Small objects
+are therefore appended to pack files:
+
+    <store>/packs/<id>.pack      the objects' bytes, back to back
+    <store>/packs/index.sqlite   digest -> (pack, offset, length, added_at); and the packs themselves
+
+A pack is written under ``tmp/``, renamed into ``packs/`` and only then indexed, in one transaction: an
+object is visible exactly when its row is committed, so a killed writer leaves at most an unindexed file
+(unknown to the index; removed by ``compact`` once older than its grace period) and never a row pointing at missing bytes.
+Objects already indexed when a pack commits are cut out of it first, so bytes are stored once even when
+two processes add the same data at the same moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKS_DIRNAME = "packs"
+INDEX_NAME = "index.sqlite"
+PACK_THRESHOLD = 1024 * 1024  # objects smaller than this are packed
+PACK_TARGET = 64 * 1024 * 1024  # a pack is committed once it holds this many bytes
+_QUERY_CHUNK = 500  # digests per IN (...) query
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packed (
+    digest TEXT PRIMARY KEY,
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    added_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS packed_by_pack ON packed (pack);
+CREATE TABLE IF NOT EXISTS packs (
+    pack TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PackedObject:
+    digest: str
+    pack: str
+    offset: int
+    length: int
+    added_at: float
+
+
+class PackIndex:
+    """The packs of one local store. Thread-safe; reopens its connection after a fork."""
+
+    def __init__(self, store_root: Path, tmp_dir: Path) -> None:
+        self.dir = store_root / PACKS_DIRNAME
+        self.tmp_dir = tmp_dir
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    # -- the index -------------------------------------------------------------
+
+    def _db(self, *, create: bool) -> sqlite3.Connection | None:
+        """The index connection; None when the store has no packs yet and ``create`` is false."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        path = self.dir / INDEX_NAME
+        if not create and not path.exists():
+            return None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        for attempt in itertools.count():
+            # Switching a new file to WAL needs it to itself and does not wait for the busy timeout:
+            # two processes creating the index at once retry here.
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt >= 600:
+                    conn.close()
+                    raise
+                time.sleep(0.05)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def lookup(self, digest: str) -> PackedObject | None:
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return None
+            row = db.execute("SELECT pack, offset, length, added_at FROM packed WHERE digest = ?",
+                             (digest,)).fetchone()
+        return PackedObject(digest, *row) if row is not None else None
+
+    def present(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` are packed (batched queries)."""
+        out: set[str] = set()
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return out
+            for i in range(0, len(digests), _QUERY_CHUNK):
+                chunk = list(digests[i:i + _QUERY_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                out.update(r[0] for r in db.execute(f"SELECT digest FROM packed WHERE digest IN ({marks})", chunk))
+        return out
+
+    def iter_objects(self) -> Iterator[PackedObject]:
+        with self._lock:
+            db = self._db(create=False)
+            rows = [] if db is None else db.execute(
+                "SELECT digest, pack, offset, length, added_at FROM packed ORDER BY pack, offset").fetchall()
+        for r in rows:
+            yield PackedObject(*r)
+
+    def remove(self, digest: str) -> bool:
+        """Forget one object (its bytes stay in the pack until ``compact``); True if it was packed."""
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return False
+            return db.execute("DELETE FROM packed WHERE digest = ?", (digest,)).rowcount > 0
+
+    # -- reading ---------------------------------------------------------------
+
+    def pack_path(self, pack: str) -> Path:
+        return self.dir / f"{pack}.pack"
+
+    def read(self, digest: str) -> bytes | None:
+        """The object's bytes, or None if it is not packed. Survives a concurrent compaction."""
+        for _ in range(3):
+            obj = self.lookup(digest)
+            if obj is None:
+                return None
+            try:
+                fd = os.open(self.pack_path(obj.pack), os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # compacted meanwhile: its new place is in the index now
+            try:
+                return os.pread(fd, obj.length, obj.offset)  # short if truncated: the hash check reports it
+            finally:
+                os.close(fd)
+        return None
+
+    # -- writing ---------------------------------------------------------------
+
+    def writer(self) -> PackWriter:
+        return PackWriter(self)
+
+    def _commit(self, tmp: Path, entries: dict[str, tuple[int, int]]) -> set[str]:
+        """Move a finished pack into place and index its objects; returns those already indexed (cut out)."""
+        pack_id = uuid.uuid4().hex
+        final = self.pack_path(pack_id)
+        with self._lock:
+            db = self._db(create=True)
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")  # one committer at a time, across processes
+            try:
+                dupes = self._present_locked(db, list(entries))
+                if dupes:
+                    entries = _cut(tmp, entries, dupes)
+                if entries:
+                    os.replace(tmp, final)
+                    now = time.time()
+                    db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
+                               (pack_id, sum(length for _, length in entries.values()), now))
+                    db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) VALUES (?,?,?,?,?)",
+                                   [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        return dupes
+
+    def _present_locked(self, db: sqlite3.Connection, digests: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(digests), _QUERY_CHUNK):
+            chunk = digests[i:i + _QUERY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.update(r[0] for r in db.execute(f"SELECT digest FROM packed WHERE digest IN ({marks})", chunk))
+        return out
+
+    # -- upkeep ----------------------------------------------------------------
+
+    def totals(self) -> tuple[int, int]:
+        """(objects, bytes) indexed."""
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return 0, 0
+            n, size = db.execute("SELECT count(*), coalesce(sum(length), 0) FROM packed").fetchone()
+        return int(n), int(size)
+
+    def compact(self, *, grace_seconds: float = 3600.0) -> int:
+        """Rewrite packs holding forgotten objects and drop unindexed ones; returns bytes freed on disk.
+
+        A pack file the index does not know, younger than ``grace_seconds``, may belong to a writer
+        that is about to index it, so it is left alone.
+        """
+        if not self.dir.is_dir():
+            return 0
+        freed = 0
+        now = time.time()
+        with self._lock:
+            db = self._db(create=True)
+            assert db is not None
+            known = {p for (p,) in db.execute("SELECT pack FROM packs")}
+            live = {p: int(b) for p, b in db.execute("SELECT pack, sum(length) FROM packed GROUP BY pack")}
+        for entry in os.scandir(self.dir):
+            if not entry.name.endswith(".pack"):
+                continue
+            pack = entry.name[:-len(".pack")]
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            if pack not in known:
+                if now - st.st_mtime >= grace_seconds:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        freed += st.st_size
+                continue
+            if live.get(pack, 0) < st.st_size:
+                freed += self._rewrite(pack, st.st_size)
+        return freed
+
+    def _rewrite(self, pack: str, old_size: int) -> int:
+        """Copy a pack's indexed objects into a new pack, repoint them, delete the old one."""
+        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.pack.part"
+        new_id = uuid.uuid4().hex
+        with self._lock:
+            db = self._db(create=True)
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("SELECT digest, offset, length FROM packed WHERE pack = ? ORDER BY offset",
+                                  (pack,)).fetchall()
+                moved: list[tuple[str, int, str]] = []
+                new_size = 0
+                db.execute("DELETE FROM packs WHERE pack = ?", (pack,))
+                if rows:
+                    with open(self.pack_path(pack), "rb") as src, open(tmp, "wb") as out:
+                        for digest, off, length in rows:
+                            src.seek(off)
+                            out.write(src.read(length))
+                            moved.append((new_id, new_size, digest))
+                            new_size += length
+                    os.replace(tmp, self.pack_path(new_id))
+                    db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
+                               (new_id, new_size, time.time()))
+                    db.executemany("UPDATE packed SET pack = ?, offset = ? WHERE digest = ?", moved)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.pack_path(pack))
+        return old_size - new_size
+
+
+def _cut(tmp: Path, entries: dict[str, tuple[int, int]], drop: set[str]) -> dict[str, tuple[int, int]]:
+    """Rewrite the pack at ``tmp`` without the objects in ``drop``; returns the new offsets."""
+    keep = {d: v for d, v in entries.items() if d not in drop}
+    if not keep:
+        return {}
+    out_path = tmp.with_name(tmp.name + ".cut")
+    new: dict[str, tuple[int, int]] = {}
+    with open(tmp, "rb") as src, open(out_path, "wb") as out:
+        pos = 0
+        for d, (off, length) in sorted(keep.items(), key=lambda kv: kv[1][0]):
+            src.seek(off)
+            out.write(src.read(length))
+            new[d] = (pos, length)
+            pos += length
+    os.replace(out_path, tmp)
+    return new
+
+
+class PackWriter:
+    """Appends objects to a pack under ``tmp/`` and commits it every ``PACK_TARGET`` bytes and at close.
+
+    Thread-safe: workers may hash in parallel and call ``add``; offsets are taken under a lock. Use as a
+    context manager: an exception discards the uncommitted pack, and nothing of it becomes visible.
+    """
+
+    def __init__(self, index: PackIndex) -> None:
+        self._index = index
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._tmp: Path | None = None
+        self._entries: dict[str, tuple[int, int]] = {}
+        self._size = 0
+        self.duplicates: set[str] = set()  # objects another writer indexed first (not stored by this one)
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add(self, digest: str, data: bytes | memoryview | bytearray) -> bool:
+        """Append one object (its digest already checked by the caller); False if this pack already has it."""
+        with self._lock:
+            if digest in self._entries:
+                return False
+            if self._fd < 0:
+                self._index.tmp_dir.mkdir(parents=True, exist_ok=True)
+                self._tmp = self._index.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.pack.part"
+                self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with memoryview(data) as view:
+                done = 0
+                while done < len(view):
+                    done += os.write(self._fd, view[done:])
+                self._entries[digest] = (self._size, len(view))
+                self._size += len(view)
+            if self._size >= PACK_TARGET:
+                self._flush_locked()
+        return True
+
+    def _flush_locked(self) -> None:
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        tmp, entries = self._tmp, self._entries
+        self._tmp, self._entries, self._size = None, {}, 0
+        assert tmp is not None
+        self.duplicates |= self._index._commit(tmp, entries)
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            if self._tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._tmp)
+            self._tmp, self._entries, self._size = None, {}, 0

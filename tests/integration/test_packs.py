@@ -1,0 +1,181 @@
+"""Pack files of the local object store: small objects stored together, found by every reader, reclaimed by gc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loopml.stores.artifacts.backends import LocalBackend
+from loopml.stores.artifacts.cas import ContentStore
+from loopml.stores.artifacts.hashing import hash_bytes
+from loopml.stores.artifacts.packs import PACK_THRESHOLD
+from loopml.workspace import Workspace
+
+
+def _files(root: Path, sizes: list[int]) -> list[tuple[str, int]]:
+    root.mkdir(parents=True, exist_ok=True)
+    items = []
+    for i, size in enumerate(sizes):
+        p = root / f"f{i:04}.bin"
+        p.write_bytes(os.urandom(size))
+        items.append((str(p), size))
+    return items
+
+
+def _pack_files(store_root: Path) -> list[Path]:
+    return sorted((store_root / "packs").glob("*.pack"))
+
+
+def test_small_files_go_into_packs_and_every_reader_finds_them(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    items = _files(tmp_path / "src", [0, 1, 500, 50_000, PACK_THRESHOLD - 1, PACK_THRESHOLD, 3 * 1024 * 1024])
+    got = store.ingest_files(items)
+    assert all(g.written for g in got)
+    packed = [g.ref.digest for g in got if g.ref.size < PACK_THRESHOLD]
+    own_file = [g.ref.digest for g in got if g.ref.size >= PACK_THRESHOLD]
+    assert len(_pack_files(tmp_path / "objects")) == 1
+    assert not [p for p in (tmp_path / "objects").rglob("*") if p.is_file() and p.name.startswith(packed[1][2:])]
+    for (path, size), g in zip(items, got, strict=True):
+        data = Path(path).read_bytes()
+        assert g.ref == type(g.ref)(hash_bytes(data), size)
+        assert store.has(g.ref.digest) and store.size(g.ref.digest) == size
+        assert store.read_bytes(g.ref.digest) == data
+        with store.open(g.ref.digest) as fh:
+            assert fh.read() == data
+        assert store.verify(g.ref.digest).status == "ok"
+    assert all(store.local_path(d) is None for d in packed)
+    assert all(store.local_path(d) is not None for d in own_file)
+    assert store.missing([g.ref.digest for g in got] + ["0" * 64]) == {"0" * 64}
+    listed = [o.digest for o in store.iter_objects()]
+    assert sorted(listed) == sorted(g.ref.digest for g in got)  # each once
+    # A packed object is always checked out as a copy, whatever link was asked for.
+    for link in ("hardlink", "reflink", "auto", "copy"):
+        dest = tmp_path / "out" / link
+        assert store.export(packed[3], dest, link=link) == "copy"  # type: ignore[arg-type]
+        assert dest.read_bytes() == store.read_bytes(packed[3])
+    # Storing the same files again writes nothing new.
+    assert not any(g.written for g in store.ingest_files(items))
+    assert len(_pack_files(tmp_path / "objects")) == 1
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+
+
+def test_equal_files_in_one_ingest_are_stored_once(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    src = tmp_path / "src"
+    src.mkdir()
+    payload = os.urandom(20_000)
+    items = []
+    for i in range(50):
+        (src / f"same{i}").write_bytes(payload)
+        items.append((str(src / f"same{i}"), len(payload)))
+    got = store.ingest_files(items, workers=4)
+    assert sum(g.written for g in got) == 1
+    assert sum(p.stat().st_size for p in _pack_files(tmp_path / "objects")) == len(payload)
+
+
+def test_a_pack_committed_after_another_drops_the_objects_that_one_already_holds(tmp_path: Path) -> None:
+    """Two writers racing on the same objects (two processes adding the same data): bytes are stored once."""
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    x, y, z = (os.urandom(n) for n in (1000, 2000, 3000))
+    dx, dy, dz = (hash_bytes(b) for b in (x, y, z))
+    first, second = store.pack_writer(), store.pack_writer()
+    first.add(dx, x)
+    first.add(dy, y)
+    second.add(dy, y)
+    second.add(dz, z)
+    first.close()
+    second.close()
+    assert second.duplicates == {dy} and first.duplicates == set()
+    assert sum(p.stat().st_size for p in _pack_files(tmp_path / "objects")) == len(x) + len(y) + len(z)
+    assert [store.read_bytes(d) for d in (dx, dy, dz)] == [x, y, z]
+    # A pack all of whose objects are already stored is not kept at all.
+    third = store.pack_writer()
+    third.add(dx, x)
+    third.close()
+    assert third.duplicates == {dx} and len(_pack_files(tmp_path / "objects")) == 2
+
+
+def test_an_aborted_writer_leaves_nothing_visible_or_behind(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    data = os.urandom(5000)
+    with pytest.raises(RuntimeError), store.pack_writer() as writer:
+        writer.add(hash_bytes(data), data)
+        raise RuntimeError("boom")
+    assert not store.has(hash_bytes(data))
+    assert _pack_files(tmp_path / "objects") == []
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+
+
+def test_delete_then_compact_reclaims_packed_bytes(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    got = store.ingest_files(_files(tmp_path / "src", [10_000, 20_000, 30_000]))
+    a, b, c = (g.ref.digest for g in got)
+    keep = {a: store.read_bytes(a), c: store.read_bytes(c)}
+    store.delete(b)
+    assert not store.has(b) and store.missing([a, b, c]) == {b}
+    assert store.compact() == 20_000
+    [pack] = _pack_files(tmp_path / "objects")
+    assert pack.stat().st_size == 40_000
+    assert {d: store.read_bytes(d) for d in (a, c)} == keep
+    assert all(store.verify(d).status == "ok" for d in (a, c))
+    store.delete(a)
+    store.delete(c)
+    assert store.compact() == 40_000
+    assert _pack_files(tmp_path / "objects") == [] and list(store.iter_objects()) == []
+
+
+def test_an_unindexed_pack_is_removed_only_after_its_grace_period(tmp_path: Path) -> None:
+    """A writer killed between moving its pack into place and indexing it leaves an invisible pack."""
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    store.ingest_files(_files(tmp_path / "src", [1000]))
+    stray = tmp_path / "objects" / "packs" / "0123abcd.pack"
+    stray.write_bytes(os.urandom(4096))
+    assert store.compact(grace_seconds=3600) == 0 and stray.exists()
+    assert store.compact(grace_seconds=0) == 4096 and not stray.exists()
+    assert len(list(store.iter_objects())) == 1
+
+
+def test_doctor_finds_a_corrupt_packed_object_and_a_lost_pack(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with Workspace.init(root) as ws:
+        data = tmp_path / "d"
+        data.mkdir()
+        (data / "a.txt").write_bytes(b"alpha" * 100)
+        (data / "b.txt").write_bytes(b"beta" * 100)
+        ws.data.add(data, "docs")
+        assert ws.doctor(verify=True).ok
+        [pack] = _pack_files(root / ".loopml" / "objects")
+        raw = bytearray(pack.read_bytes())
+        raw[10] ^= 0xFF  # inside the first object
+        pack.write_bytes(bytes(raw))
+        report = ws.doctor(verify=True)
+        assert not report.ok and len(report.corrupt) == 1
+        pack.unlink()
+        report = ws.doctor(verify=True)
+        assert not report.ok and len(report.missing) == 2
+        with pytest.raises(Exception, match="missing"):
+            ws.data.checkout("docs", tmp_path / "out")
+
+
+def test_gc_collects_unreferenced_packed_objects_after_grace_and_status_counts_them(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with Workspace.init(root) as ws:
+        d = tmp_path / "d"
+        _files(d, [3000, 4000, 5000])
+        ws.data.add(d, "three")
+        assert ws.status()["objects"] == 3 and ws.status()["object_bytes"] == 12_000
+        # Objects no dataset references (as a crashed add leaves them): packed too.
+        stray = ws.objects.ingest_files(_files(tmp_path / "stray", [6000, 7000]))
+        assert ws.status()["objects"] == 5
+        assert ws.data.gc(grace_seconds=3600) == (0, 0)  # too young
+        assert ws.data.gc(dry_run=True, grace_seconds=0) == (2, 13_000)
+        assert all(ws.objects.has(g.ref.digest) for g in stray)
+        assert ws.data.gc(grace_seconds=0) == (2, 13_000)
+        assert not any(ws.objects.has(g.ref.digest) for g in stray)
+        assert sum(p.stat().st_size for p in _pack_files(root / ".loopml" / "objects")) == 12_000
+        assert ws.status()["objects"] == 3
+        assert ws.doctor(verify=True).ok
+        out = ws.data.checkout("three", tmp_path / "out")
+        assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(p.read_bytes() for p in d.iterdir())
