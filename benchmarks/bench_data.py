@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,6 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0, help="1.0 = 1 GiB file, 10,000 files / 500 MB")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--skip-remote", action="store_true", help="leave out push and pull")
     args = ap.parse_args()
     big_size = int(1024**3 * args.scale)
     n_files = max(10, int(10_000 * args.scale))
@@ -126,6 +128,15 @@ def main() -> None:
     record("re-add, one file changed", t_l, t_d, f"(loopml hashed {hashed} file(s))")
 
     # 5. push / pull of the many-files dataset to moto S3 on loopback
+    if not args.skip_remote:
+        push_pull(ws, dvc_repo, n_files, record)
+    print("\nversions:", versions)
+    print(json.dumps({"versions": versions, "results": results}))
+    if not args.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+def push_pull(ws: Path, dvc_repo: Path, n_files: int, record: Callable[[str, float, float, str], None]) -> None:
     port = free_port()
     moto = subprocess.Popen([str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
@@ -149,7 +160,7 @@ def main() -> None:
         run([*DVC, "remote", "modify", "s3", "endpointurl", endpoint], dvc_repo)
         t_l, _ = run([*LOOPML, "data", "push", "many"], ws)
         t_d, _ = run([*DVC, "push", "-q", "many.dvc"], dvc_repo)
-        record(f"push {n_files} files to S3 (moto)", t_l, t_d)
+        record(f"push {n_files} files to S3 (moto)", t_l, t_d, "")
         wipe_objects(ws)
         shutil.rmtree(dvc_repo / ".dvc" / "cache")
         t_l, _ = run([*LOOPML, "data", "pull", "many"], ws)
@@ -161,10 +172,6 @@ def main() -> None:
     finally:
         moto.terminate()
         moto.wait()
-    print("\nversions:", versions)
-    print(json.dumps({"versions": versions, "results": results}))
-    if not args.keep:
-        shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":

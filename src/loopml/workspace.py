@@ -138,7 +138,7 @@ class Workspace:
     def data(self) -> DataService:
         from loopml.services.data import DataService
 
-        return DataService(self.db, self.objects, self.settings)
+        return DataService(lambda: self.db, self.objects, self.settings)  # opened when first needed
 
     @cached_property
     def tracking(self) -> TrackingService:

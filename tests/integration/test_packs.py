@@ -179,3 +179,20 @@ def test_gc_collects_unreferenced_packed_objects_after_grace_and_status_counts_t
         assert ws.doctor(verify=True).ok
         out = ws.data.checkout("three", tmp_path / "out")
         assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(p.read_bytes() for p in d.iterdir())
+
+
+def test_many_workers_filling_many_packs_index_every_object_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.stores.artifacts import packs
+
+    monkeypatch.setattr(packs, "PACK_TARGET", 50_000)  # a pack is sealed every few objects
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    items = _files(tmp_path / "src", [3000 + 17 * i for i in range(400)])
+    got = store.ingest_files(items, workers=4)
+    assert all(g.written for g in got)
+    pack_files = _pack_files(tmp_path / "objects")
+    assert len(pack_files) >= 20
+    assert sum(p.stat().st_size for p in pack_files) == sum(size for _, size in items)
+    for (path, _), g in zip(items, got, strict=True):
+        assert store.read_bytes(g.ref.digest) == Path(path).read_bytes()
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -56,9 +58,12 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 class _RemoteMixin:
-    db: Database
     objects: ContentStore
     settings: Settings
+
+    @property
+    def db(self) -> Database:
+        raise NotImplementedError
 
     def add_remote(self, name: str, url: str, *, endpoint_url: str | None = None,
                    options: dict[str, Any] | None = None) -> None:
@@ -128,10 +133,34 @@ class _RemoteMixin:
 class DataService(_RemoteMixin):
     """Dataset versions over the metadata database and the content store."""
 
-    def __init__(self, db: Database, objects: ContentStore, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, db: Database | Callable[[], Database], objects: ContentStore, settings: Settings) -> None:
+        """``db`` may be a callable that opens it: then it is opened on first use, or in the background
+        while an add hashes its files (importing the database layer and checking the schema take a
+        noticeable part of a command's time)."""
+        self._db: Database | Callable[[], Database] = db
+        self._db_lock = threading.Lock()
         self.objects = objects
         self.settings = settings
+
+    @property
+    def db(self) -> Database:
+        if callable(self._db):
+            with self._db_lock:
+                if callable(self._db):
+                    self._db = self._db()
+        return self._db
+
+    def _open_db_in_background(self) -> threading.Thread | None:
+        if not callable(self._db):
+            return None
+
+        def open_db() -> None:
+            with contextlib.suppress(Exception):  # a failure is raised again where the database is used
+                self.db  # noqa: B018
+
+        thread = threading.Thread(target=open_db, name="loopml-open-db", daemon=True)
+        thread.start()
+        return thread
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -243,6 +272,15 @@ class DataService(_RemoteMixin):
                      message: str | None = None, progress: Progress | None = None,
                      kind: str | None = None, source: str | None = None) -> AddResult:
         check_name(name)
+        opening = self._open_db_in_background()  # overlaps the scan and the hashing
+        try:
+            return self._add(path, name, tags=tags, message=message, progress=progress, kind=kind, source=source)
+        finally:
+            if opening is not None:
+                opening.join()
+
+    def _add(self, path: str | os.PathLike[str], name: str, *, tags: Sequence[str], message: str | None,
+             progress: Progress | None, kind: str | None, source: str | None) -> AddResult:
         progress = progress or NullProgress()
         src = Path(path)
         scanned_kind, entries = scan_path(src)

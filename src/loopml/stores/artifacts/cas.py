@@ -230,6 +230,9 @@ class ContentStore:
         taken_lock = threading.Lock()
         packs = self.packs
         root = str(backend.root)
+        # Fan-out directories holding object files: a small object whose directory is absent has no file of its
+        # own, and the common case (a store of packs) skips a stat per file.
+        fans = {e.name for e in os.scandir(root) if len(e.name) == 2}
 
         def first_taker(digests: Iterable[str]) -> list[bool]:
             with taken_lock:
@@ -238,12 +241,13 @@ class ContentStore:
             return out
 
         def read(path: str, size: int, buf: bytearray) -> tuple[int, os.stat_result]:
-            if len(buf) <= size:
-                buf.extend(bytes(size + 1 - len(buf)))
+            if len(buf) < size:
+                buf.extend(bytes(size - len(buf)))
             try:
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    n = _read_into(fd, memoryview(buf)[:size + 1])  # one byte more: a file that grew shows
+                    # The scanned size is read; a file that grew or shrank meanwhile shows in the stat after.
+                    n = _read_into(fd, memoryview(buf)[:size])
                     return n, os.fstat(fd)
                 finally:
                     os.close(fd)
@@ -274,7 +278,8 @@ class ContentStore:
                 firsts = first_taker(digests)
                 stored = packs.present(digests)
                 for slot, ((i, n, st, digest), first) in enumerate(zip(group, firsts, strict=True)):
-                    new = first and digest not in stored and not os.path.exists(f"{root}/{object_key(digest)}")
+                    new = first and digest not in stored and not (
+                        digest[:2] in fans and os.path.exists(f"{root}/{object_key(digest)}"))
                     if new:
                         writer.add(digest, memoryview(bufs[slot])[:n])
                     results[i] = Ingested(ObjectRef(digest, n), new, st)

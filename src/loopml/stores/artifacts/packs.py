@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKS_DIRNAME = "packs"
@@ -303,20 +303,32 @@ def _cut(tmp: Path, entries: dict[str, tuple[int, int]], drop: set[str]) -> dict
     return new
 
 
-class PackWriter:
-    """Appends objects to a pack under ``tmp/`` and commits it every ``PACK_TARGET`` bytes and at close.
+@dataclass
+class _OpenPack:
+    """A pack being written under ``tmp/``: its file, the objects placed in it, writes still running."""
 
-    Thread-safe: workers may hash in parallel and call ``add``; offsets are taken under a lock. Use as a
-    context manager: an exception discards the uncommitted pack, and nothing of it becomes visible.
+    fd: int
+    tmp: Path
+    entries: dict[str, tuple[int, int]] = field(default_factory=dict)
+    size: int = 0
+    writing: int = 0
+    sealed: bool = False  # full (or closing): no more objects; committed once ``writing`` drops to 0
+
+
+class PackWriter:
+    """Appends objects to packs under ``tmp/``, committing each at ``PACK_TARGET`` bytes and the last at close.
+
+    Thread-safe: each ``add`` reserves its place under a lock and writes its bytes outside it
+    (``pwrite``), so workers write into the page cache in parallel; a full pack is committed by
+    whichever worker finishes the last write into it. Use as a context manager: an exception
+    discards the pack not yet full, and nothing of it becomes visible.
     """
 
     def __init__(self, index: PackIndex) -> None:
         self._index = index
         self._lock = threading.Lock()
-        self._fd = -1
-        self._tmp: Path | None = None
-        self._entries: dict[str, tuple[int, int]] = {}
-        self._size = 0
+        self._current: _OpenPack | None = None
+        self._seen: set[str] = set()
         self.duplicates: set[str] = set()  # objects another writer indexed first (not stored by this one)
 
     def __enter__(self) -> PackWriter:
@@ -329,44 +341,60 @@ class PackWriter:
             self.abort()
 
     def add(self, digest: str, data: bytes | memoryview | bytearray) -> bool:
-        """Append one object (its digest already checked by the caller); False if this pack already has it."""
-        with self._lock:
-            if digest in self._entries:
-                return False
-            if self._fd < 0:
-                self._index.tmp_dir.mkdir(parents=True, exist_ok=True)
-                self._tmp = self._index.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.pack.part"
-                self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with memoryview(data) as view:
+        """Append one object (its digest already checked by the caller); False if this writer already has it."""
+        with memoryview(data) as view:
+            length = len(view)
+            with self._lock:
+                if digest in self._seen:
+                    return False
+                self._seen.add(digest)
+                pack = self._current
+                if pack is None:
+                    pack = self._current = self._open()
+                offset = pack.size
+                pack.entries[digest] = (offset, length)
+                pack.size += length
+                pack.writing += 1
+                if pack.size >= PACK_TARGET:
+                    pack.sealed, self._current = True, None  # the next object starts a new pack
+            try:
                 done = 0
-                while done < len(view):
-                    done += os.write(self._fd, view[done:])
-                self._entries[digest] = (self._size, len(view))
-                self._size += len(view)
-            if self._size >= PACK_TARGET:
-                self._flush_locked()
+                while done < length:
+                    done += os.pwrite(pack.fd, view[done:], offset + done)
+            finally:
+                with self._lock:
+                    pack.writing -= 1
+                    ready = pack.sealed and pack.writing == 0
+        if ready:
+            self._commit(pack)
         return True
 
-    def _flush_locked(self) -> None:
-        if self._fd < 0:
-            return
-        os.close(self._fd)
-        self._fd = -1
-        tmp, entries = self._tmp, self._entries
-        self._tmp, self._entries, self._size = None, {}, 0
-        assert tmp is not None
-        self.duplicates |= self._index._commit(tmp, entries)
+    def _open(self) -> _OpenPack:
+        self._index.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._index.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.pack.part"
+        return _OpenPack(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp)
+
+    def _commit(self, pack: _OpenPack) -> None:
+        os.close(pack.fd)
+        dupes = self._index._commit(pack.tmp, pack.entries)
+        with self._lock:
+            self.duplicates |= dupes
 
     def close(self) -> None:
+        """Commit the pack being filled (call once every ``add`` has returned)."""
         with self._lock:
-            self._flush_locked()
+            pack, self._current = self._current, None
+            if pack is not None:
+                pack.sealed = True
+                ready = pack.writing == 0
+        if pack is not None and ready:
+            self._commit(pack)
 
     def abort(self) -> None:
+        """Discard the pack being filled; packs already full were committed by their last writer."""
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            if self._tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._tmp)
-            self._tmp, self._entries, self._size = None, {}, 0
+            pack, self._current = self._current, None
+        if pack is not None:
+            os.close(pack.fd)
+            with contextlib.suppress(OSError):
+                os.unlink(pack.tmp)
