@@ -4,6 +4,7 @@ Run it under the shared benchmark lock (the machine has 2 cores):
 
     bash benchmarks/setup_mlflow.sh            # once: benchmarks/.venvs/mlflow
     flock /tmp/loopml-bench.lock .venv/bin/python benchmarks/bench_tracking.py
+    flock /tmp/loopml-bench.lock .venv/bin/python benchmarks/bench_tracking.py --search-only
 
 Each tool runs in its own interpreter (loopml in this venv, MLflow in its venv) from a small
 driver script; both write to a local SQLite file. Sizes come from the environment:
@@ -11,11 +12,13 @@ RUNS (100) runs x 10 params x 5 metrics x STEPS (100) steps for ingest; MLflow's
 API is measured on PERCALL_RUNS (20) of them and compared by rate (values/s); SEARCH_RUNS
 (10,000) runs for search, REPEAT (7) warm searches and COLD (5) fresh processes per tool.
 Every logged value is counted in each database afterwards; both searches must return the
-same runs.
+same runs. The filled search stores are kept in TRACKING_CACHE (benchmarks/.work/tracking) between
+runs; `--search-only` skips the ingest part.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -32,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 MLFLOW_PY = HERE / ".venvs" / "mlflow" / "bin" / "python"
 LOOPML_PY = sys.executable
 LOOPML_CLI = str(Path(sys.executable).with_name("loopml"))
-CACHE = HERE / ".work" / "tracking"
+CACHE = Path(os.environ.get("TRACKING_CACHE", HERE / ".work" / "tracking"))
 
 RUNS = int(os.environ.get("RUNS", "100"))
 PERCALL_RUNS = int(os.environ.get("PERCALL_RUNS", "20"))
@@ -237,6 +240,9 @@ def median(xs: list[float]) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--search-only", action="store_true", help="skip the ingest part, run only the search part")
+    args = ap.parse_args()
     if not MLFLOW_PY.exists():
         sys.exit("MLflow venv missing: run `bash benchmarks/setup_mlflow.sh` first.")
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
@@ -244,10 +250,22 @@ def main() -> None:
     drivers["loopml"].write_text(LOOPML_DRIVER)
     drivers["mlflow"].write_text(MLFLOW_DRIVER)
     rows: list[tuple[str, str, str, str, str, str]] = []
+    if not args.search_only:
+        ingest(drivers, rows)
+    search(tmp, drivers, rows)
+
+    print()
+    print("| measurement | loopml | MLflow | ratio | target | |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ingest(drivers: dict[str, Path], rows: list[tuple[str, str, str, str, str, str]]) -> None:
+    tmp = drivers["loopml"].parent
     shape = [str(METRICS), str(STEPS), str(PARAMS)]
     per_run = METRICS * STEPS
-
-    # -- ingest ------------------------------------------------------------------------------
     ws = new_workspace(tmp / "ingest-ws")
     ldb = ws / ".loopml" / "loopml.db"
     ans, wall_l = drive(LOOPML_PY, drivers["loopml"], "percall", str(ws), str(RUNS), *shape)
@@ -293,7 +311,9 @@ def main() -> None:
     print(f"ingest done: loopml {rate_l:,.0f}/s (fsync {rate_lf:,.0f}/s), MLflow per-call {rate_mpc:,.0f}/s, "
           f"log_batch {rate_mb:,.0f}/s", flush=True)
 
-    # -- search ------------------------------------------------------------------------------
+
+
+def search(tmp: Path, drivers: dict[str, Path], rows: list[tuple[str, str, str, str, str, str]]) -> None:
     sws, sdb = populate_search(tmp, drivers)
     assert count(sws / ".loopml" / "loopml.db", "select count(*) from tracking_runs") == SEARCH_RUNS
     assert count(sdb, "select count(*) from runs") == SEARCH_RUNS
@@ -330,13 +350,6 @@ def main() -> None:
     rows.append(("CLI `loopml runs ls --filter ... --json` (whole process) vs MLflow Python process above "
                  "(`mlflow runs list` has no filter)",
                  f"{median(cli_l):.2f} s", f"{cm:.2f} s", f"{cm / median(cli_l):.1f}x", "(info)", ""))
-
-    print()
-    print("| measurement | loopml | MLflow | ratio | target | |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
