@@ -186,3 +186,62 @@ def test_environment_migration_keeps_environments_both_ways(svc: TrackingService
     assert svc.get_run("old1").environment == {"python": "3.10"}
     assert svc.get_run(without_env).environment == {}
     assert {r.id for r in svc.search_runs("status = 'FINISHED'")} == {"old1"}
+
+
+def test_search_within_experiments_keeps_filter_experiment_and_deleted_apart(svc: TrackingService) -> None:
+    made: dict[str, str] = {}
+    for exp in ("a", "b"):
+        for i, model in enumerate(("rf", "rf", "lr")):
+            rid = svc.create_run(exp, name=f"{exp}{i}", params={"model": model})
+            svc.log_batch(rid, metrics=[MetricPoint("acc", 0.8 + i * 0.05, 0)])
+            made[f"{exp}{i}"] = rid
+    svc.delete_run(made["a1"])
+
+    def names(flt: str, experiments: list[str], **kw: object) -> list[str | None]:
+        return [r.name for r in svc.search_runs(flt, experiments=experiments, **kw)]  # type: ignore[arg-type]
+
+    assert names("params.model = 'rf'", ["a"]) == ["a0"]  # a1 is deleted, b0 and b1 are elsewhere
+    assert names("params.model = 'rf'", ["a"], include_deleted=True) == ["a1", "a0"]
+    # equal acc: newest first
+    assert names("metrics.acc > 0.8", ["a", "b"], order_by=["metrics.acc desc"]) == ["b2", "a2", "b1"]
+    assert names("metrics.acc > 0.8 and params.model = 'rf'", ["b"], limit=1) == ["b1"]
+    assert names("params.model = 'svm'", ["a", "b"]) == []
+    assert names("params.model = 'rf'", ["c"]) == []
+
+
+def test_clustered_keys_migration_keeps_params_tags_and_latest_metrics_both_ways(svc: TrackingService) -> None:
+    db = svc.db
+    rid = svc.create_run("e", name="kept", params={"lr": 0.1, "model": "rf"}, tags={"team": "a"})
+    svc.log_batch(rid, metrics=[MetricPoint("acc", 0.9, 3), MetricPoint("acc", 0.5, 1), MetricPoint("n", math.nan, 0)])
+
+    def check(run_id: str) -> None:
+        run = svc.get_run(run_id)
+        assert run.params.items() >= {"lr": "0.1", "model": "rf"}.items() and run.tags == {"team": "a"}
+        assert run.metrics["acc"] == 0.9 and math.isnan(run.metrics["n"])
+        assert [r.id for r in svc.search_runs("metrics.acc > 0.8 and params.model = 'rf' and tags.team = 'a'")] == [run_id]
+
+    _migrate(db, "0005")
+    db.engine.dispose()
+    check(rid)
+    svc.log_batch(rid, params={"seed": 1})  # written by the old schema
+    _migrate(db, "head")
+    db.engine.dispose()
+    check(rid)
+    assert svc.get_run(rid).params["seed"] == "1"
+    svc.log_batch(rid, metrics=[MetricPoint("acc", 0.95, 4)], tags={"team": "b"})
+    assert svc.get_run(rid).metrics["acc"] == 0.95 and svc.get_run(rid).tags == {"team": "b"}
+
+
+def test_a_database_error_while_loading_runs_is_mapped_like_any_other(svc: TrackingService) -> None:
+    # the load reads through the driver's cursor; its errors must still reach Database's mapping
+    # (SQLite: DatabaseUnavailableError), never escape as a bare driver exception
+    from sqlalchemy import Column, MetaData, String, Table
+    from sqlalchemy.exc import DBAPIError
+
+    from loopml.errors import DatabaseUnavailableError
+    from loopml.services.tracking.service import rows_of_runs
+
+    missing = Table("tracking_no_such_table", MetaData(), Column("run_id", String))
+    expected = DatabaseUnavailableError if svc.db.is_sqlite else DBAPIError
+    with pytest.raises(expected, match="tracking_no_such_table"), svc.db.read() as conn:
+        rows_of_runs(conn, missing, ("run_id",), ["r1"])

@@ -46,6 +46,9 @@ run_environments = Table(
     json_column("environment", nullable=False),
 )
 
+# Params, tags and latest metrics are clustered by (run_id, key) on SQLite (migration 0006):
+# the (key, value) index then holds the run id, so a search finds runs and loads them without a
+# second lookup per row.
 params = Table(
     "tracking_params",
     metadata,
@@ -54,6 +57,7 @@ params = Table(
     Column("value", String(VALUE_LEN), nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
     Index("ix_tracking_params_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -64,6 +68,7 @@ tags = Table(
     Column("value", String(VALUE_LEN), nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
     Index("ix_tracking_tags_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 # ``special``: 0 finite, 1 NaN, 2 +inf, 3 -inf. SQLite stores NaN as NULL, so the flag is
@@ -92,6 +97,7 @@ latest_metrics = Table(
     Column("ts", Float, nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
     Index("ix_tracking_latest_metrics_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 artifacts = Table(
