@@ -340,6 +340,11 @@ def search(tmp: Path, drivers: dict[str, Path], rows: list[tuple[str, str, str, 
     rows.append((f"{label}, warm (median of {max(REPEAT - 1, 1)} in one process)",
                  f"{wl * 1000:.1f} ms", f"{wm * 1000:.1f} ms", f"{wm / wl:.1f}x", ">= 10x",
                  "met" if wm / wl >= 10 else "NOT met"))
+    def ms(xs: list[float]) -> str:
+        return " ".join(f"{x * 1000:.1f}" for x in xs)
+
+    print(f"search, every time (ms): warm loopml {ms(warm_l['times'])}; MLflow {ms(warm_m['times'])}", flush=True)
+    print(f"search, first in each fresh process (ms): loopml {ms(first_l)}; MLflow {ms(first_m)}", flush=True)
     fl, fm = median(first_l), median(first_m)
     rows.append((f"{label}, first search in a fresh process (median of {COLD})",
                  f"{fl * 1000:.0f} ms", f"{fm * 1000:.0f} ms", f"{fm / fl:.1f}x", ">= 10x",
