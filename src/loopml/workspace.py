@@ -180,6 +180,9 @@ class Workspace:
         db = self.__dict__.pop("db", None)
         if db is not None:
             db.dispose()
+        data = self.__dict__.pop("data", None)
+        if data is not None:
+            data.close()
         objects = self.__dict__.pop("objects", None)
         if objects is not None:
             objects.close()

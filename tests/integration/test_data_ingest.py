@@ -95,6 +95,22 @@ def test_add_reads_new_files_once_and_later_adds_reuse_the_state_cache(tmp_path:
     ws.close()
 
 
+def test_a_damaged_hash_state_cache_is_rebuilt_and_costs_only_rehashing(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    d = tmp_path / "d"
+    _files(d, [10, 20_000])
+    ws.data.add(d, "d")
+    ws.close()
+    state = tmp_path / "ws" / ".loopml" / "hash-state.db"
+    state.write_bytes(b"this is not a database" * 100)  # as an OS crash could leave an unsynced file
+    ws = Workspace.open(tmp_path / "ws")
+    again = ws.data.add_detailed(d, "d")
+    assert again.unchanged and again.hashed_files == 2  # rehashed, same version
+    third = ws.data.add_detailed(d, "d")
+    assert third.unchanged and third.hashed_files == 0  # the cache works again
+    ws.close()
+
+
 def test_add_of_an_unreadable_file_names_it_and_records_nothing(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     ws = Workspace.init(tmp_path / "ws")

@@ -181,11 +181,14 @@ def test_gc_collects_unreferenced_packed_objects_after_grace_and_status_counts_t
         assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(p.read_bytes() for p in d.iterdir())
 
 
-def test_many_workers_filling_many_packs_index_every_object_once(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct-io", "page-cache"])
+def test_many_workers_filling_many_packs_index_every_object_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   direct_io: bool) -> None:
     from loopml.stores.artifacts import packs
 
     monkeypatch.setattr(packs, "PACK_TARGET", 50_000)  # a pack is sealed every few objects
+    if not direct_io:  # as on a platform or filesystem without O_DIRECT
+        monkeypatch.delattr(os, "O_DIRECT")
     store = ContentStore(LocalBackend(tmp_path / "objects"))
     items = _files(tmp_path / "src", [3000 + 17 * i for i in range(400)])
     got = store.ingest_files(items, workers=4)

@@ -218,19 +218,22 @@ class DataRemote:
         pack_ids = list(by_pack)
         with progress.task("Pulling", None, unit="bytes") as advance:
             def unpack(pack_id: str, data: bytes) -> int:
+                # A local store takes the pack's objects into a pack of its own (a killed pull loses at most
+                # the packs not yet committed: nothing of them is visible); another store, one write each.
                 n = 0
                 view = memoryview(data)
-                for d in by_pack[pack_id]:
-                    off, length = remote.packs[pack_id][d]
-                    obj = view[off:off + length]
-                    if hash_bytes(obj) != d:  # hashed once, verified before anything is stored
-                        raise CorruptObjectError(f"Object {d} in pack {pack_id} of {self.url!r} is corrupt.",
-                                                 hint="Push it again from a workspace that has it.")
-                    if writer is not None and length < PACK_THRESHOLD:
-                        writer.add(d, obj)
-                    else:
-                        store.put_bytes(obj, expect=d)
-                    n += length
+                with store.pack_writer() if store.packs is not None else contextlib.nullcontext() as writer:
+                    for d in by_pack[pack_id]:
+                        off, length = remote.packs[pack_id][d]
+                        obj = view[off:off + length]
+                        if hash_bytes(obj) != d:  # hashed once, verified before anything is stored
+                            raise CorruptObjectError(f"Object {d} in pack {pack_id} of {self.url!r} is corrupt.",
+                                                     hint="Push it again from a workspace that has it.")
+                        if writer is not None and length < PACK_THRESHOLD:
+                            writer.add(d, obj)
+                        else:
+                            store.put_bytes(obj, expect=d)
+                        n += length
                 advance(n)
                 return n
 
@@ -242,10 +245,7 @@ class DataRemote:
                 return [blobs.pop(self._p(f"packs/{p}.pack")) for p in batch]
 
             batches = [pack_ids[i:i + PACKS_IN_FLIGHT] for i in range(0, len(pack_ids), PACKS_IN_FLIGHT)]
-            # A local store takes the small objects into its own pack files (a killed pull loses at most the
-            # uncommitted pack: nothing of it is visible); another store gets one object per write.
-            with (store.pack_writer() if store.packs is not None else contextlib.nullcontext()) as writer, \
-                    ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool, \
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool, \
                     ThreadPoolExecutor(max_workers=1) as fetcher:
                 # Packs come into memory a batch at a time (no temporary files, bounded memory); the next
                 # batch downloads while this one is verified and stored.

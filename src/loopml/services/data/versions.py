@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -164,10 +165,16 @@ class DataService(_RemoteMixin):
 
     # -- helpers ----------------------------------------------------------------------
 
-    @property
+    @cached_property
     def _state_cache(self) -> HashStateCache:
         ws = self.settings.workspace_dir
         return HashStateCache(ws / "hash-state.db" if ws.is_dir() else None)
+
+    def close(self) -> None:
+        """Release the hash state cache's connection (reopened on next use)."""
+        cache = self.__dict__.pop("_state_cache", None)
+        if cache is not None:
+            cache.close()
 
     @property
     def cache_dir(self) -> Path:

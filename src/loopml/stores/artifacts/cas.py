@@ -287,18 +287,20 @@ class ContentStore:
                     advance(sum(items[g[0]][1] for g in group))
 
         n = workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items)))
-        with packs.writer() as writer:
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(packs.writer()) for _ in range(n)]  # one each: a writer is not shared
             if n == 1:
-                work(writer)
+                work(writers[0])
             else:
                 with ThreadPoolExecutor(max_workers=n) as pool:
-                    for f in [pool.submit(work, writer) for _ in range(n)]:
+                    for f in [pool.submit(work, w) for w in writers]:
                         f.result()
+        duplicates = set().union(*(w.duplicates for w in writers))
         out: list[Ingested] = []
         first: set[str] = set()
         for r in results:
             assert r is not None
-            if r.written and (r.ref.digest in writer.duplicates or r.ref.digest in first):
+            if r.written and (r.ref.digest in duplicates or r.ref.digest in first):
                 # Another process indexed it first, or two workers stored equal big files (the rename made
                 # them one object): not a new object of this call.
                 r = Ingested(r.ref, False, r.stat)
