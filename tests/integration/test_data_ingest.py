@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from loopml.errors import ConflictError, DataInputError
-from loopml.stores.artifacts import cas
+from loopml.stores.artifacts import cas, ingest
 from loopml.stores.artifacts.backends import LocalBackend
 from loopml.stores.artifacts.cas import ContentStore
 from loopml.stores.artifacts.hashing import hash_file
@@ -62,7 +62,7 @@ def test_concurrent_ingests_of_the_same_files_both_succeed(tmp_path: Path) -> No
 def test_a_big_file_changed_while_stored_is_refused_and_not_named(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cas, "SMALL_OBJECT", 1024)
-    monkeypatch.setattr(cas, "PACK_THRESHOLD", 1024)
+    monkeypatch.setattr(ingest, "PACK_THRESHOLD", 1024)
     store = ContentStore(LocalBackend(tmp_path / "objects"))
     (path, size), = _files(tmp_path / "src", [200_000])
     real_hash = cas.hash_file

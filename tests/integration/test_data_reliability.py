@@ -41,18 +41,20 @@ def _assert_consistent(ws_root: Path, name: str, expected_files: int) -> None:
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
 def test_kill_9_during_add_leaves_a_complete_version_or_none(tmp_path: Path, delay: float) -> None:
     Workspace.init(tmp_path / "ws").close()
-    data = _make_data(tmp_path / "data", 1500, 8 * 1024, big_mb=150)
+    data = _make_data(tmp_path / "data", 2500, 8 * 1024, big_mb=150)  # enough small files for worker processes
     proc = subprocess.Popen([*LOOPML, "--quiet", "data", "add", str(data), "--name", "big"],
                             cwd=tmp_path / "ws", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _assert_consistent(tmp_path / "ws", "big", 1501)
+    _assert_consistent(tmp_path / "ws", "big", 2501)
+    # The worker processes died with it (none is left writing).
+    assert subprocess.run(["pgrep", "-f", f"data add {data}"], capture_output=True).stdout == b""
     # The next add after the crash completes normally.
     done = subprocess.run([*LOOPML, "data", "add", str(data), "--name", "big"], cwd=tmp_path / "ws",
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    _assert_consistent(tmp_path / "ws", "big", 1501)
+    _assert_consistent(tmp_path / "ws", "big", 2501)
 
 
 def test_kill_9_during_push_and_pull(tmp_path: Path) -> None:

@@ -199,3 +199,47 @@ def test_many_workers_filling_many_packs_index_every_object_once(tmp_path: Path,
     for (path, _), g in zip(items, got, strict=True):
         assert store.read_bytes(g.ref.digest) == Path(path).read_bytes()
     assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+
+
+def test_worker_processes_store_many_small_files_like_threads_do(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    sizes = [1000 + 13 * i for i in range(600)] + [2 * 1024 * 1024]  # the big one stays in this process
+    items = _files(tmp_path / "src", sizes)
+    items.append((items[5][0], items[5][1]))  # the same file twice: stored once
+    seen: list[int] = []
+    got = store.ingest_files(items, processes=2, advance=seen.append)
+    assert sum(seen) == sum(size for _, size in items)  # progress arrives from the workers too
+    assert sum(g.written for g in got) == len(sizes)
+    assert len(_pack_files(tmp_path / "objects")) == 2  # one per worker process
+    for (path, size), g in zip(items, got, strict=True):
+        assert g.ref.size == size and store.read_bytes(g.ref.digest) == Path(path).read_bytes()
+        assert g.stat.st_ino == os.stat(path).st_ino
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+    again = store.ingest_files(items, processes=2)
+    assert not any(g.written for g in again) and len(_pack_files(tmp_path / "objects")) == 2
+
+
+def test_a_file_unreadable_in_a_worker_process_is_named_and_nothing_is_indexed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    items = _files(tmp_path / "src", [500] * 300)
+    bad = items[150][0]
+    real_open = os.open
+
+    def deny(path: str, *args: object, **kwargs: object) -> int:
+        if str(path) == bad:  # as root, chmod 0 would not stop the read
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", deny)
+
+    class Unreadable(Exception):
+        pass
+
+    with pytest.raises(Unreadable, match="src/f0150.bin: Permission denied"):
+        store.ingest_files(items, processes=2,
+                           on_error=lambda path, exc: Unreadable(f"{path}: {exc.strerror}"))
+    # The other worker's pack may be committed (unreferenced objects, as after any failed add); never a
+    # temporary file, and every indexed object is whole.
+    assert all(store.verify(o.digest).status == "ok" for o in store.iter_objects())
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]

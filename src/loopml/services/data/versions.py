@@ -135,8 +135,8 @@ class DataService(_RemoteMixin):
     """Dataset versions over the metadata database and the content store."""
 
     def __init__(self, db: Database | Callable[[], Database], objects: ContentStore, settings: Settings) -> None:
-        """``db`` may be a callable that opens it: then it is opened on first use, or in the background
-        while an add hashes its files (importing the database layer and checking the schema take a
+        """``db`` may be a callable that opens it: then it is opened on first use, or while an add's
+        worker processes store files (importing the database layer and checking the schema take a
         noticeable part of a command's time)."""
         self._db: Database | Callable[[], Database] = db
         self._db_lock = threading.Lock()
@@ -151,17 +151,9 @@ class DataService(_RemoteMixin):
                     self._db = self._db()
         return self._db
 
-    def _open_db_in_background(self) -> threading.Thread | None:
-        if not callable(self._db):
-            return None
-
-        def open_db() -> None:
-            with contextlib.suppress(Exception):  # a failure is raised again where the database is used
-                self.db  # noqa: B018
-
-        thread = threading.Thread(target=open_db, name="loopml-open-db", daemon=True)
-        thread.start()
-        return thread
+    def _open_db_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # a failure is raised again where the database is used
+            self.db  # noqa: B018
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -279,15 +271,6 @@ class DataService(_RemoteMixin):
                      message: str | None = None, progress: Progress | None = None,
                      kind: str | None = None, source: str | None = None) -> AddResult:
         check_name(name)
-        opening = self._open_db_in_background()  # overlaps the scan and the hashing
-        try:
-            return self._add(path, name, tags=tags, message=message, progress=progress, kind=kind, source=source)
-        finally:
-            if opening is not None:
-                opening.join()
-
-    def _add(self, path: str | os.PathLike[str], name: str, *, tags: Sequence[str], message: str | None,
-             progress: Progress | None, kind: str | None, source: str | None) -> AddResult:
         progress = progress or NullProgress()
         src = Path(path)
         scanned_kind, entries = scan_path(src)
@@ -355,8 +338,9 @@ class DataService(_RemoteMixin):
                                   hint="Check its permissions; nothing was recorded.")
 
         with progress.task(f"Hashing and storing {name}", sum(e.size for e in todo), unit="bytes") as advance:
+            # While worker processes hash and store, this one opens the database (when not open yet).
             got = self.objects.ingest_files([(e.abspath, e.size) for e in todo], advance=advance,
-                                            on_error=unreadable)
+                                            on_error=unreadable, meanwhile=self._open_db_quietly)
         stored = stored_bytes = 0
         for e, g in zip(todo, got, strict=True):
             st = g.stat

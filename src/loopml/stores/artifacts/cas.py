@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import itertools
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ from loopml.stores.artifacts.packs import PACK_THRESHOLD, PackIndex, PackWriter
 
 # Below this a file is read into memory whole, hashed and written; above it the kernel copies it.
 SMALL_OBJECT = 8 * 1024 * 1024
-_GROUP = 16  # small files an ingest worker reads and hashes before asking the index which are new
 
 LinkMode = Literal["copy", "hardlink", "reflink", "auto"]
 LINK_MODES: tuple[str, ...] = ("copy", "hardlink", "reflink", "auto")
@@ -207,6 +204,8 @@ class ContentStore:
         advance: Progress | None = None,
         on_error: Callable[[str, OSError], Exception] | None = None,
         workers: int | None = None,
+        processes: int | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> list[Ingested]:
         """Hash and store many local files, reading each once; results in the order of ``items``.
 
@@ -218,84 +217,33 @@ class ContentStore:
         read, so the caller can refuse a file that changed meanwhile. Nothing becomes
         visible before the packs commit at the end (an error discards them). Needs a
         local backend.
+
+        ``workers`` fixes the number of threads (and forbids worker processes);
+        ``processes`` forces that many forked worker processes for the small files (0:
+        none); by default they are used for many small files when nothing else runs
+        threads here (see ``ingest``). ``meanwhile`` is called in this thread while
+        worker processes run (e.g. to open a database).
         """
+        from loopml.stores.artifacts.ingest import Ingest, can_fork
+
         backend = self.backend
         if not isinstance(backend, LocalBackend) or self.packs is None:
             raise TypeError("ingest_files needs a local backend")
         backend.ensure()
-        results: list[Ingested | None] = [None] * len(items)
+        job = Ingest(self, items, advance, on_error)
         order = sorted(range(len(items)), key=lambda i: -items[i][1])  # big files first
-        cursor = iter(order)  # shared by the workers: next() on a list iterator is atomic
-        taken: set[str] = set()  # objects this call stores (the first worker to take one writes it)
-        taken_lock = threading.Lock()
-        packs = self.packs
-        root = str(backend.root)
-        # Fan-out directories holding object files: a small object whose directory is absent has no file of its
-        # own, and the common case (a store of packs) skips a stat per file.
-        fans = {e.name for e in os.scandir(root) if len(e.name) == 2}
+        small = [i for i in order if items[i][1] < PACK_THRESHOLD]
+        forks = 0 if workers is not None else can_fork(len(small), processes)
+        if forks:
+            def here() -> None:  # the big files, on threads here, while the processes store the small ones
+                job.run_threads([i for i in order if items[i][1] >= PACK_THRESHOLD], 2)
+                if meanwhile is not None:
+                    meanwhile()
 
-        def first_taker(digests: Iterable[str]) -> list[bool]:
-            with taken_lock:
-                out = [d not in taken for d in digests]
-                taken.update(digests)
-            return out
-
-        def read(path: str, size: int, buf: bytearray) -> tuple[int, os.stat_result]:
-            if len(buf) < size:
-                buf.extend(bytes(size - len(buf)))
-            try:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    # The scanned size is read; a file that grew or shrank meanwhile shows in the stat after.
-                    n = _read_into(fd, memoryview(buf)[:size])
-                    return n, os.fstat(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                if on_error is not None:
-                    raise on_error(path, exc) from exc
-                raise
-
-        def work(writer: PackWriter) -> None:
-            bufs = [bytearray(64 * 1024) for _ in range(_GROUP)]
-            while batch := list(itertools.islice(cursor, _GROUP)):
-                # Small files are read and hashed a group at a time so that whether their objects are
-                # already stored is one index query per group, not one per file.
-                group: list[tuple[int, int, os.stat_result, str]] = []
-                for i in batch:
-                    path, size = items[i]
-                    if size >= PACK_THRESHOLD:
-                        results[i] = self._ingest_one(backend, path, size, bufs[0], read, first_taker)
-                        if advance is not None:
-                            advance(size)
-                        continue
-                    buf = bufs[len(group)]
-                    n, st = read(path, size, buf)
-                    group.append((i, n, st, hash_bytes(memoryview(buf)[:n])))
-                if not group:
-                    continue
-                digests = [g[3] for g in group]
-                firsts = first_taker(digests)
-                stored = packs.present(digests)
-                for slot, ((i, n, st, digest), first) in enumerate(zip(group, firsts, strict=True)):
-                    new = first and digest not in stored and not (
-                        digest[:2] in fans and os.path.exists(f"{root}/{object_key(digest)}"))
-                    if new:
-                        writer.add(digest, memoryview(bufs[slot])[:n])
-                    results[i] = Ingested(ObjectRef(digest, n), new, st)
-                if advance is not None:
-                    advance(sum(items[g[0]][1] for g in group))
-
-        n = workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items)))
-        with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(packs.writer()) for _ in range(n)]  # one each: a writer is not shared
-            if n == 1:
-                work(writers[0])
-            else:
-                with ThreadPoolExecutor(max_workers=n) as pool:
-                    for f in [pool.submit(work, w) for w in writers]:
-                        f.result()
-        duplicates = set().union(*(w.duplicates for w in writers))
+            job.run_forked(small, forks, here)
+        else:
+            job.run_threads(order, workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items))))
+        results, duplicates = job.results, job.duplicates
         out: list[Ingested] = []
         first: set[str] = set()
         for r in results:
