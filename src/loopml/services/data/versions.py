@@ -423,7 +423,7 @@ class DataService(_RemoteMixin):
         from sqlalchemy import func, insert, select
         from sqlalchemy.exc import IntegrityError
 
-        from loopml.stores.metadata.database import append_event
+        from loopml.stores.metadata.database import append_event, insert_rows
         from loopml.stores.metadata.schema.data import dataset_files, dataset_tags
         from loopml.stores.metadata.schema.data import dataset_versions as dv
 
@@ -442,8 +442,8 @@ class DataService(_RemoteMixin):
                         size=sum(f.size for f in files), message=message, source=source, status=status,
                         stats=stats, validation=validation))
                     if files:
-                        conn.execute(insert(dataset_files), [
-                            {"version_id": vid, "path": f.path, "size": f.size, "digest": f.digest} for f in files])
+                        insert_rows(conn, dataset_files, ("version_id", "path", "size", "digest"),
+                                    [(vid, f.path, f.size, f.digest) for f in files])
                     for t in tags:
                         conn.execute(dataset_tags.delete().where(dataset_tags.c.name == name, dataset_tags.c.tag == t))
                         conn.execute(insert(dataset_tags).values(name=name, tag=t, version_id=vid, created_at=now))

@@ -82,33 +82,6 @@ def _metric_rows(run_id: str, metrics: Sequence[MetricPoint],
     return rows, latest
 
 
-_INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], tuple[str, bool]] = {}
-
-
-def insert_rows(conn: Connection, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """``INSERT`` many rows given as tuples in ``columns`` order, straight to the driver's executemany.
-
-    Used for metric history, where building and binding one SQLAlchemy parameter set per
-    row cost more than the database work. The SQL is compiled once per dialect.
-    """
-    from sqlalchemy import insert
-
-    cache_key = (conn.dialect.name, table.name, columns)
-    cached = _INSERT_SQL.get(cache_key)
-    if cached is None:
-        compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
-        positional = bool(compiled.positional)
-        if positional and tuple(compiled.positiontup or ()) != columns:
-            raise AssertionError(f"unexpected parameter order {compiled.positiontup} for {columns}")
-        cached = (str(compiled), positional)
-        _INSERT_SQL[cache_key] = cached
-    sql, positional = cached
-    if positional:
-        conn.exec_driver_sql(sql, rows)
-    else:
-        conn.exec_driver_sql(sql, [dict(zip(columns, r, strict=True)) for r in rows])
-
-
 def rows_of_runs(conn: Connection, table: Any, columns: tuple[str, ...], run_ids: list[str]) -> list[tuple[Any, ...]]:
     """``SELECT columns FROM table WHERE run_id IN run_ids``, as plain tuples from the driver's cursor.
 
@@ -215,6 +188,7 @@ class TrackingService:
         """Log metrics, params and tags in one transaction; a ``batch_id`` already applied is a no-op."""
         from sqlalchemy import insert, select
 
+        from loopml.stores.metadata.database import insert_rows
         from loopml.stores.metadata.schema.tracking import batches, metric_history
         from loopml.stores.metadata.schema.tracking import params as params_t
 

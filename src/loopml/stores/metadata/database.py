@@ -207,3 +207,28 @@ def append_event(
         )
     )
     return event_id
+
+
+_INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], tuple[str, bool]] = {}
+
+
+def insert_rows(conn: Connection, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """``INSERT`` many rows given as tuples in ``columns`` order, straight to the driver's executemany.
+
+    Used for metric history and dataset manifests, where building and binding one SQLAlchemy
+    parameter set per row cost more than the database work. The SQL is compiled once per dialect.
+    """
+    cache_key = (conn.dialect.name, table.name, columns)
+    cached = _INSERT_SQL.get(cache_key)
+    if cached is None:
+        compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+        positional = bool(compiled.positional)
+        if positional and tuple(compiled.positiontup or ()) != columns:
+            raise AssertionError(f"unexpected parameter order {compiled.positiontup} for {columns}")
+        cached = (str(compiled), positional)
+        _INSERT_SQL[cache_key] = cached
+    sql, positional = cached
+    if positional:
+        conn.exec_driver_sql(sql, rows)
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(columns, r, strict=True)) for r in rows])
