@@ -169,7 +169,10 @@ elif mode == "search":
 
 def drive(py: Path | str, driver: Path, *args: str) -> tuple[dict, float]:
     """Run a driver; return its JSON answer and the wall time of the whole process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "MLFLOW_"))}
+    # PYTHONDONTWRITEBYTECODE (set in some shells) would make loopml's editable install recompile its modules in
+    # every process, while MLflow's site-packages were compiled at install: both run as a user's shell would.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LOOPML_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
     t0 = time.perf_counter()
     out = subprocess.run([str(py), str(driver), *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0

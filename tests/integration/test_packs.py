@@ -48,6 +48,9 @@ def test_small_files_go_into_packs_and_every_reader_finds_them(tmp_path: Path) -
     assert all(store.local_path(d) is None for d in packed)
     assert all(store.local_path(d) is not None for d in own_file)
     assert store.missing([g.ref.digest for g in got] + ["0" * 64]) == {"0" * 64}
+    digests = [g.ref.digest for g in got]
+    assert store.sizes(digests) == {g.ref.digest: g.ref.size for g in got}
+    assert dict(store.read_many(digests)) == {g.ref.digest: Path(p).read_bytes() for (p, _), g in zip(items, got, strict=True)}
     listed = [o.digest for o in store.iter_objects()]
     assert sorted(listed) == sorted(g.ref.digest for g in got)  # each once
     # A packed object is always checked out as a copy, whatever link was asked for.

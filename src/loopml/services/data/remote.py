@@ -11,11 +11,12 @@ concurrently, never by one request per object.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -141,40 +142,48 @@ class DataRemote:
         need = [d for d in wanted if d not in have]
         if not need:
             return TransferResult(0, 0, 0, len(wanted))
-        sizes = {d: store.size(d) for d in need}
+        sizes = store.sizes(need)
         small = [d for d in need if sizes[d] < PACK_THRESHOLD]
         big = [d for d in need if sizes[d] >= PACK_THRESHOLD]
         total = sum(sizes.values())
-        groups: list[list[str]] = [[]]
-        group_size = 0
-        for d in small:
-            if group_size >= PACK_TARGET:
-                groups.append([])
-                group_size = 0
-            groups[-1].append(d)
-            group_size += sizes[d]
-        groups = [g for g in groups if g]
         transfers = 0
         with progress.task("Pushing", total, unit="bytes") as advance:
             indexes: dict[str, bytes] = {}
-            # Packs are built in memory and sent a few at a time (no temporary files, bounded memory).
-            for i in range(0, len(groups), PACKS_IN_FLIGHT):
+
+            def packs_of(objects: Iterator[tuple[str, bytes]]) -> Iterator[dict[str, bytes]]:
+                """Batches of PACKS_IN_FLIGHT packs, built in memory from the local objects as they are read."""
                 batch: dict[str, bytes] = {}
-                for group in groups[i:i + PACKS_IN_FLIGHT]:
-                    pack_id = uuid.uuid4().hex
-                    parts: list[bytes] = []
-                    index: dict[str, list[int]] = {}
-                    offset = 0
-                    for d in group:
-                        data = store.read_bytes(d)
+                parts: list[bytes] = []
+                index: dict[str, list[int]] = {}
+                offset = 0
+                for d, data in itertools.chain(objects, [("", b"")]):
+                    if parts and (not d or offset >= PACK_TARGET):
+                        pack_id = uuid.uuid4().hex
+                        batch[f"packs/{pack_id}.pack"] = b"".join(parts)
+                        indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+                        parts, index, offset = [], {}, 0
+                        if len(batch) == PACKS_IN_FLIGHT or not d:
+                            yield batch
+                            batch = {}
+                    if d:
                         parts.append(data)
                         index[d] = [offset, len(data)]
                         offset += len(data)
-                    batch[f"packs/{pack_id}.pack"] = b"".join(parts)
-                    indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+
+            def send(batch: dict[str, bytes]) -> int:
                 self._upload_bytes(batch)
                 advance(sum(len(b) for b in batch.values()))
-                transfers += len(batch)
+                return len(batch)
+
+            # One batch uploads while the next is read from the local store (at most two in memory).
+            with ThreadPoolExecutor(max_workers=1) as uploader:
+                sending = None
+                for batch in packs_of(store.read_many(small)):
+                    if sending is not None:
+                        transfers += sending.result()
+                    sending = uploader.submit(send, batch)
+                if sending is not None:
+                    transfers += sending.result()
             with tempfile.TemporaryDirectory(prefix="loopml-push-") as tmp:
                 uploads: list[tuple[str, str]] = []
                 for d in big:

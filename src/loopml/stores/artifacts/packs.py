@@ -130,6 +130,21 @@ class PackIndex:
                 out.update(r[0] for r in db.execute(f"SELECT digest FROM packed WHERE digest IN ({marks})", chunk))
         return out
 
+    def locate(self, digests: Sequence[str]) -> dict[str, PackedObject]:
+        """Where each of ``digests`` that is packed lives (batched queries)."""
+        out: dict[str, PackedObject] = {}
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return out
+            for i in range(0, len(digests), _QUERY_CHUNK):
+                chunk = list(digests[i:i + _QUERY_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute("SELECT digest, pack, offset, length, added_at FROM packed "
+                                      f"WHERE digest IN ({marks})", chunk):
+                    out[row[0]] = PackedObject(*row)
+        return out
+
     def iter_objects(self) -> Iterator[PackedObject]:
         with self._lock:
             db = self._db(create=False)
