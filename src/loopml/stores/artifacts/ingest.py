@@ -273,7 +273,9 @@ def can_fork(small_files: int, processes: int | None) -> int:
         return 0
     if threading.active_count() > 1:  # forking a process with other threads running is not safe
         return 0
-    return min(cpus, 4)
+    # Two per CPU: a worker waits on its reads and direct writes part of the time (10,000 x 50 KB on
+    # 2 CPUs, median of 4: 2 workers 0.81 s, 3 workers 0.73 s, 4 workers 0.68 s).
+    return min(2 * cpus, 4)
 
 
 def _send(out: object, message: tuple[str, object]) -> None:
