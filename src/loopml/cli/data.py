@@ -168,7 +168,7 @@ def checkout_cmd(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="NAME@V"),
     dest: Path = typer.Argument(None, help="Target directory (default ./NAME)."),
-    link: str = typer.Option("copy", "--link", help="copy (default), reflink, hardlink (shares bytes with the store: do not edit) or auto."),
+    link: str = typer.Option("copy", "--link", help="copy (default), reflink, hardlink (shares bytes with the store: do not edit) or auto. Objects under 1 MB kept in pack files are always copied."),
 ) -> None:
     """Write a version's files into DIR."""
     from loopml.cli._output import echo
