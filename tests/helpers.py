@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,3 +15,14 @@ def wipe_local_objects(ws: Workspace) -> None:
     for child in Path(ws.objects.url).iterdir():
         if child.is_dir() and (len(child.name) == 2 or child.name == "packs"):
             shutil.rmtree(child)
+
+
+def random_files(root: Path, sizes: list[int], name: str = "f{i}.bin") -> list[tuple[str, int]]:
+    """Files of random bytes under ``root``, one per size, named by ``name``; returns (path, size) pairs."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, size in enumerate(sizes):
+        p = root / name.format(i=i)
+        p.write_bytes(os.urandom(size))
+        out.append((str(p), size))
+    return out

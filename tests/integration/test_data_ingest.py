@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import random_files
 
 from loopml.errors import ConflictError, DataInputError
 from loopml.stores.artifacts import cas, ingest
@@ -16,15 +17,7 @@ from loopml.stores.artifacts.cas import ContentStore
 from loopml.stores.artifacts.hashing import hash_file
 from loopml.workspace import Workspace
 
-
-def _files(root: Path, sizes: list[int]) -> list[tuple[str, int]]:
-    root.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, size in enumerate(sizes):
-        p = root / f"f{i}.bin"
-        p.write_bytes(os.urandom(size))
-        out.append((str(p), size))
-    return out
+_files = random_files
 
 
 def test_ingest_stores_each_object_once_named_by_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

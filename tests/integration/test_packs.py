@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.helpers import random_files
 
 from loopml.stores.artifacts.backends import LocalBackend
 from loopml.stores.artifacts.cas import ContentStore
@@ -15,13 +16,7 @@ from loopml.workspace import Workspace
 
 
 def _files(root: Path, sizes: list[int]) -> list[tuple[str, int]]:
-    root.mkdir(parents=True, exist_ok=True)
-    items = []
-    for i, size in enumerate(sizes):
-        p = root / f"f{i:04}.bin"
-        p.write_bytes(os.urandom(size))
-        items.append((str(p), size))
-    return items
+    return random_files(root, sizes, "f{i:04}.bin")
 
 
 def _pack_files(store_root: Path) -> list[Path]:

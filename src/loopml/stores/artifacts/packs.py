@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PACKS_DIRNAME = "packs"
 INDEX_NAME = "index.sqlite"
@@ -119,31 +120,16 @@ class PackIndex:
 
     def present(self, digests: Sequence[str]) -> set[str]:
         """Which of ``digests`` are packed (batched queries)."""
-        out: set[str] = set()
         with self._lock:
             db = self._db(create=False)
-            if db is None:
-                return out
-            for i in range(0, len(digests), _QUERY_CHUNK):
-                chunk = list(digests[i:i + _QUERY_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                out.update(r[0] for r in db.execute(f"SELECT digest FROM packed WHERE digest IN ({marks})", chunk))
-        return out
+            return set() if db is None else {r[0] for r in _select_in(db, "digest", digests)}
 
     def locate(self, digests: Sequence[str]) -> dict[str, PackedObject]:
         """Where each of ``digests`` that is packed lives (batched queries)."""
-        out: dict[str, PackedObject] = {}
         with self._lock:
             db = self._db(create=False)
-            if db is None:
-                return out
-            for i in range(0, len(digests), _QUERY_CHUNK):
-                chunk = list(digests[i:i + _QUERY_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute("SELECT digest, pack, offset, length, added_at FROM packed "
-                                      f"WHERE digest IN ({marks})", chunk):
-                    out[row[0]] = PackedObject(*row)
-        return out
+            rows = [] if db is None else list(_select_in(db, "digest, pack, offset, length, added_at", digests))
+        return {r[0]: PackedObject(*r) for r in rows}
 
     def iter_objects(self) -> Iterator[PackedObject]:
         with self._lock:
@@ -196,7 +182,7 @@ class PackIndex:
             assert db is not None
             db.execute("BEGIN IMMEDIATE")  # one committer at a time, across processes
             try:
-                dupes = self._present_locked(db, list(entries))
+                dupes = {r[0] for r in _select_in(db, "digest", list(entries))}
                 if dupes:
                     entries = _cut(tmp, entries, dupes)
                 if entries:
@@ -215,14 +201,6 @@ class PackIndex:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         return dupes
-
-    def _present_locked(self, db: sqlite3.Connection, digests: list[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(digests), _QUERY_CHUNK):
-            chunk = digests[i:i + _QUERY_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            out.update(r[0] for r in db.execute(f"SELECT digest FROM packed WHERE digest IN ({marks})", chunk))
-        return out
 
     # -- upkeep ----------------------------------------------------------------
 
@@ -303,6 +281,14 @@ class PackIndex:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.pack_path(pack))
         return old_size - new_size
+
+
+def _select_in(db: sqlite3.Connection, columns: str, digests: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``packed`` for ``digests``, one IN (...) query per ``_QUERY_CHUNK``."""
+    for i in range(0, len(digests), _QUERY_CHUNK):
+        chunk = list(digests[i:i + _QUERY_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        yield from db.execute(f"SELECT {columns} FROM packed WHERE digest IN ({marks})", chunk)
 
 
 def _cut(tmp: Path, entries: dict[str, tuple[int, int]], drop: set[str]) -> dict[str, tuple[int, int]]:
