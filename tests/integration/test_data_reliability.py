@@ -101,3 +101,17 @@ def test_two_processes_adding_the_same_data_both_succeed_and_store_once(tmp_path
         packed = ws.objects.packs.totals() if ws.objects.packs is not None else (0, 0)
         pack_files = (ws_root / ".loopml" / "objects" / "packs").glob("*.pack")
         assert packed[0] == 400 and sum(p.stat().st_size for p in pack_files) == packed[1] == 400 * 4096
+
+
+def test_ctrl_c_during_add_stops_the_worker_processes_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    Workspace.init(tmp_path / "ws").close()
+    data = _make_data(tmp_path / "data", 5000, 16 * 1024)  # enough small files for worker processes
+    proc = subprocess.Popen([*LOOPML, "--quiet", "data", "add", str(data), "--name", "d"], cwd=tmp_path / "ws",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(0.6)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    proc.communicate(timeout=60)
+    assert subprocess.run(["pgrep", "-f", f"data add {data}"], capture_output=True).stdout == b""
+    _assert_consistent(tmp_path / "ws", "d", 5000)
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert ws.objects.backend.count_temp_files() == 0  # type: ignore[attr-defined]
