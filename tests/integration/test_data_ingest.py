@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import random_files
 
 from loopml.errors import ConflictError, DataInputError
-from loopml.stores.artifacts import cas, ingest
+from loopml.stores.artifacts import ingest
 from loopml.stores.artifacts.backends import LocalBackend
 from loopml.stores.artifacts.cas import ContentStore
 from loopml.stores.artifacts.hashing import hash_file
@@ -21,7 +21,7 @@ _files = random_files
 
 
 def test_ingest_stores_each_object_once_named_by_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cas, "SMALL_OBJECT", 64 * 1024)  # exercise the big-file path with small data
+    monkeypatch.setattr(ingest, "SMALL_OBJECT", 64 * 1024)  # exercise the big-file path with small data
     store = ContentStore(LocalBackend(tmp_path / "objects"))
     items = _files(tmp_path / "src", [0, 1, 1000, 70_000, 300_000])
     dup = tmp_path / "src" / "dup.bin"
@@ -54,11 +54,11 @@ def test_concurrent_ingests_of_the_same_files_both_succeed(tmp_path: Path) -> No
 
 def test_a_big_file_changed_while_stored_is_refused_and_not_named(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cas, "SMALL_OBJECT", 1024)
+    monkeypatch.setattr(ingest, "SMALL_OBJECT", 1024)
     monkeypatch.setattr(ingest, "PACK_THRESHOLD", 1024)
     store = ContentStore(LocalBackend(tmp_path / "objects"))
     (path, size), = _files(tmp_path / "src", [200_000])
-    real_hash = cas.hash_file
+    real_hash = ingest.hash_file
 
     def hash_then_touch(p: str | os.PathLike[str], s: int | None = None) -> str:
         digest = real_hash(p, s)
@@ -66,7 +66,7 @@ def test_a_big_file_changed_while_stored_is_refused_and_not_named(tmp_path: Path
             fh.write(b"more")
         return digest
 
-    monkeypatch.setattr(cas, "hash_file", hash_then_touch)
+    monkeypatch.setattr(ingest, "hash_file", hash_then_touch)
     with pytest.raises(ConflictError, match="changed while"):
         store.ingest_files([(path, size)])
     assert sum(1 for _ in store.iter_objects()) == 0 and store.backend.count_temp_files() == 0  # type: ignore[attr-defined]

@@ -9,13 +9,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
 from loopml.errors import (
-    ConflictError,
     CorruptObjectError,
     InvalidParameterError,
     ObjectNotFoundError,
@@ -31,9 +29,6 @@ from loopml.stores.artifacts.hashing import (
     object_key,
 )
 from loopml.stores.artifacts.packs import PACK_THRESHOLD, PackedObject, PackIndex, PackWriter
-
-# Below this a file is read into memory whole, hashed and written; above it the kernel copies it.
-SMALL_OBJECT = 8 * 1024 * 1024
 
 LinkMode = Literal["copy", "hardlink", "reflink", "auto"]
 LINK_MODES: tuple[str, ...] = ("copy", "hardlink", "reflink", "auto")
@@ -68,17 +63,6 @@ def _check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not is_digest(digest):
         raise InvalidParameterError("digest", "the artifact store", "a 64-character BLAKE3 hex digest", digest)
     return digest
-
-
-def _read_into(fd: int, view: memoryview) -> int:
-    """Fill ``view`` from file descriptor ``fd`` until it is full or the file ends; returns the bytes read."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if not n:
-            break
-        got += n
-    return got
 
 
 def try_reflink(src: Path, dest: Path) -> bool:
@@ -209,7 +193,7 @@ class ContentStore:
     ) -> list[Ingested]:
         """Hash and store many local files, reading each once; results in the order of ``items``.
 
-        ``items`` are (path, size as scanned). A file below ``SMALL_OBJECT`` bytes is read
+        ``items`` are (path, size as scanned). A file below ``ingest.SMALL_OBJECT`` bytes is read
         into a buffer each worker reuses, hashed, and written only if its object is new:
         appended to a pack file below ``PACK_THRESHOLD``, else as an object file of its own.
         A bigger one is copied by the kernel while it is hashed from the page cache, and
@@ -256,39 +240,6 @@ class ContentStore:
                 first.add(r.ref.digest)
             out.append(r)
         return out
-
-    def _ingest_one(self, backend: LocalBackend, path: str, size: int, buf: bytearray,
-                    read: Callable[[str, int, bytearray], tuple[int, os.stat_result]],
-                    first_taker: Callable[[list[str]], list[bool]]) -> Ingested:
-        """One file too big to pack, stored as an object file of its own."""
-        if size >= SMALL_OBJECT:
-            return self._ingest_big(backend, path, size)
-        n, st = read(path, size, buf)
-        with memoryview(buf)[:n] as data:
-            digest = hash_bytes(data)
-            written = first_taker([digest])[0] and backend.put_new_bytes(object_key(digest), data)
-        return Ingested(ObjectRef(digest, n), written, st)
-
-    def _ingest_big(self, backend: LocalBackend, path: str, size: int) -> Ingested:
-        before = os.stat(path)
-        tmp = backend.tmp_path()
-        try:
-            with ThreadPoolExecutor(max_workers=1) as copier:
-                copied = copier.submit(shutil.copyfile, path, tmp)  # sendfile: the bytes stay in the kernel
-                digest = hash_file(path, size)  # meanwhile, BLAKE3 over the page cache, multi-threaded
-                copied.result()
-            after = os.stat(path)
-            if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns):
-                # The copy and the hash may have seen different bytes: never name an object wrongly.
-                raise ConflictError(f"The file {path!r} changed while it was being stored.",
-                                    hint="Run the add again when nothing is writing to it.")
-            key = object_key(digest)
-            written = not backend.exists(key)
-            if written:
-                backend.commit_tmp(tmp, key)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return Ingested(ObjectRef(digest, after.st_size), written, after)
 
     def put_stream(self, chunks: Iterable[bytes]) -> ObjectRef:
         """Store a stream whose hash is not known in advance, never holding it whole in memory."""

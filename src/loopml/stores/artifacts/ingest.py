@@ -13,6 +13,7 @@ import itertools
 import os
 import pickle
 import selectors
+import shutil
 import struct
 import threading
 import traceback
@@ -20,14 +21,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from loopml.errors import ArtifactStoreError
+from loopml.errors import ArtifactStoreError, ConflictError
 from loopml.stores.artifacts.backends import LocalBackend
-from loopml.stores.artifacts.hashing import hash_bytes, object_key
+from loopml.stores.artifacts.cas import Ingested, ObjectRef
+from loopml.stores.artifacts.hashing import hash_bytes, hash_file, object_key
 from loopml.stores.artifacts.packs import PACK_THRESHOLD, PackIndex, PackWriter
 
 if TYPE_CHECKING:
-    from loopml.stores.artifacts.cas import ContentStore, Ingested
+    from loopml.stores.artifacts.cas import ContentStore
 
+# Below this a file is read into memory whole, hashed and written; above it the kernel copies it.
+SMALL_OBJECT = 8 * 1024 * 1024
 GROUP = 16  # small files a worker reads and hashes before asking the index which are new
 FORK_MIN_FILES = 2000  # fewer small files than this are not worth forking for
 _FRAME = struct.Struct("<Q")
@@ -49,7 +53,7 @@ class Ingest:
                  on_error: Callable[[str, OSError], Exception] | None) -> None:
         backend, packs = store.backend, store.packs
         assert isinstance(backend, LocalBackend) and packs is not None
-        self.store, self.backend, self.packs = store, backend, packs
+        self.backend, self.packs = backend, packs
         self.items, self.advance, self.on_error = items, advance, on_error
         self.results: list[Ingested | None] = [None] * len(items)
         self.duplicates: set[str] = set()
@@ -70,8 +74,6 @@ class Ingest:
 
     def read(self, path: str, size: int, buf: bytearray) -> tuple[int, os.stat_result]:
         """Read a file's scanned size into ``buf``; a file that grew or shrank meanwhile shows in the stat after."""
-        from loopml.stores.artifacts.cas import _read_into
-
         if len(buf) < size:
             buf.extend(bytes(size - len(buf)))
         try:
@@ -90,8 +92,6 @@ class Ingest:
     def work(self, ids: Iterator[int], writer: PackWriter,
              done: Callable[[list[int]], None] | None = None) -> None:
         """Store the files ``ids`` yields (shared iterators are fine: next() on them is atomic)."""
-        from loopml.stores.artifacts.cas import Ingested, ObjectRef
-
         items, results, packs, root, fans = self.items, self.results, self.packs, self._root, self._fans
         bufs = [bytearray(64 * 1024) for _ in range(GROUP)]
         while batch := list(itertools.islice(ids, GROUP)):
@@ -101,8 +101,7 @@ class Ingest:
             for i in batch:
                 path, size = items[i]
                 if size >= PACK_THRESHOLD:
-                    results[i] = self.store._ingest_one(self.backend, path, size, bufs[0], self.read,
-                                                        self.first_taker)
+                    results[i] = self.store_unpacked(path, size, bufs[0])
                     continue
                 buf = bufs[len(group)]
                 n, st = self.read(path, size, buf)
@@ -121,6 +120,39 @@ class Ingest:
                 done(batch)
             elif self.advance is not None:
                 self.advance(sum(items[i][1] for i in batch))
+
+    def store_unpacked(self, path: str, size: int, buf: bytearray) -> Ingested:
+        """One file too big to pack, stored as an object file of its own."""
+        if size >= SMALL_OBJECT:
+            return self.store_big(path, size)
+        n, st = self.read(path, size, buf)
+        with memoryview(buf)[:n] as data:
+            digest = hash_bytes(data)
+            written = self.first_taker([digest])[0] and self.backend.put_new_bytes(object_key(digest), data)
+        return Ingested(ObjectRef(digest, n), written, st)
+
+    def store_big(self, path: str, size: int) -> Ingested:
+        """Copied by the kernel while BLAKE3 hashes the page cache; refused, never named, if it changed meanwhile."""
+        backend = self.backend
+        before = os.stat(path)
+        tmp = backend.tmp_path()
+        try:
+            with ThreadPoolExecutor(max_workers=1) as copier:
+                copied = copier.submit(shutil.copyfile, path, tmp)  # sendfile: the bytes stay in the kernel
+                digest = hash_file(path, size)  # meanwhile, BLAKE3 over the page cache, multi-threaded
+                copied.result()
+            after = os.stat(path)
+            if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns):
+                # The copy and the hash may have seen different bytes: never name an object wrongly.
+                raise ConflictError(f"The file {path!r} changed while it was being stored.",
+                                    hint="Run the add again when nothing is writing to it.")
+            key = object_key(digest)
+            written = not backend.exists(key)
+            if written:
+                backend.commit_tmp(tmp, key)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Ingested(ObjectRef(digest, after.st_size), written, after)
 
     # -- running ---------------------------------------------------------------
 
@@ -276,6 +308,17 @@ def can_fork(small_files: int, processes: int | None) -> int:
     # Two per CPU: a worker waits on its reads and direct writes part of the time (10,000 x 50 KB on
     # 2 CPUs, median of 4: 2 workers 0.81 s, 3 workers 0.73 s, 4 workers 0.68 s).
     return min(2 * cpus, 4)
+
+
+def _read_into(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from file descriptor ``fd`` until it is full or the file ends; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _send(out: object, message: tuple[str, object]) -> None:
