@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers import wipe_local_objects
+from tests.helpers import random_files, wipe_local_objects
 
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.workspace import Workspace
@@ -16,9 +16,7 @@ from loopml.workspace import Workspace
 def test_push_packs_small_files_and_pull_restores_them(workspace: Workspace, tmp_path: Path,
                                                        s3_server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
     d = tmp_path / "many"
-    d.mkdir()
-    for i in range(300):
-        (d / f"f{i:03}.bin").write_bytes(os.urandom(200 + i))
+    random_files(d, [200 + i for i in range(300)], "f{i:03}.bin")
     (d / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     v = workspace.data.add(d, "many")
     workspace.data.add_remote("s3", f"s3://{s3_bucket}/data", options=s3_server.storage_options())
@@ -81,9 +79,7 @@ def test_unreachable_remote_is_a_clear_error(workspace: Workspace, tmp_path: Pat
 def test_push_and_pull_through_a_directory_remote(workspace: Workspace, tmp_path: Path) -> None:
     # A plain directory (fsspec "file") has no atomic put: objects land under a temporary name first.
     d = tmp_path / "d"
-    d.mkdir()
-    for i in range(20):
-        (d / f"f{i}.bin").write_bytes(os.urandom(100 + i))
+    random_files(d, [100 + i for i in range(20)])
     (d / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     v = workspace.data.add(d, "d")
     remote_dir = tmp_path / "remote"
