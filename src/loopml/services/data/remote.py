@@ -11,7 +11,6 @@ concurrently, never by one request per object.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import tempfile
@@ -156,19 +155,26 @@ class DataRemote:
                 parts: list[bytes] = []
                 index: dict[str, list[int]] = {}
                 offset = 0
-                for d, data in itertools.chain(objects, [("", b"")]):
-                    if parts and (not d or offset >= PACK_TARGET):
-                        pack_id = uuid.uuid4().hex
-                        batch[f"packs/{pack_id}.pack"] = b"".join(parts)
-                        indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+
+                def close_pack() -> None:
+                    pack_id = uuid.uuid4().hex
+                    batch[f"packs/{pack_id}.pack"] = b"".join(parts)
+                    indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+
+                for d, data in objects:
+                    parts.append(data)
+                    index[d] = [offset, len(data)]
+                    offset += len(data)
+                    if offset >= PACK_TARGET:
+                        close_pack()
                         parts, index, offset = [], {}, 0
-                        if len(batch) == PACKS_IN_FLIGHT or not d:
+                        if len(batch) == PACKS_IN_FLIGHT:
                             yield batch
                             batch = {}
-                    if d:
-                        parts.append(data)
-                        index[d] = [offset, len(data)]
-                        offset += len(data)
+                if parts:
+                    close_pack()
+                if batch:
+                    yield batch
 
             def send(batch: dict[str, bytes]) -> int:
                 self._upload_bytes(batch)
