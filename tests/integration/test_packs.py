@@ -217,6 +217,24 @@ def test_worker_processes_store_many_small_files_like_threads_do(tmp_path: Path)
     assert not any(g.written for g in again) and len(_pack_files(tmp_path / "objects")) == 2
 
 
+def test_an_object_two_worker_processes_both_wrote_is_new_once_and_stored_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.stores.artifacts.packs import PackIndex
+
+    # As when neither worker had committed when the other looked: both write the object, and the
+    # second commit cuts its copy out. (CI once ran into this race; it made the object count as old.)
+    monkeypatch.setattr(PackIndex, "present", lambda self, digests: set())
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    items = _files(tmp_path / "src", [1000 + 13 * i for i in range(300)])
+    items.append(items[7])  # adjacent in size order, so the two copies go to different workers
+    got = store.ingest_files(items, processes=2)
+    assert sum(g.written for g in got) == 300
+    assert sum(p.stat().st_size for p in _pack_files(tmp_path / "objects")) == sum(s for _, s in items[:300])
+    again = store.ingest_files(items, processes=2)  # every copy is cut: all were stored by an earlier call
+    assert not any(g.written for g in again)
+    assert sum(p.stat().st_size for p in _pack_files(tmp_path / "objects")) == sum(s for _, s in items[:300])
+
+
 def test_a_file_unreadable_in_a_worker_process_is_named_and_nothing_is_indexed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = ContentStore(LocalBackend(tmp_path / "objects"))

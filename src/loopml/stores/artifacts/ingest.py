@@ -17,6 +17,7 @@ import shutil
 import struct
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -56,7 +57,7 @@ class Ingest:
         self.backend, self.packs = backend, packs
         self.items, self.advance, self.on_error = items, advance, on_error
         self.results: list[Ingested | None] = [None] * len(items)
-        self.duplicates: set[str] = set()
+        self.duplicates: Counter[str] = Counter()  # per object: how many of this call's writers had it cut
         self._taken: set[str] = set()  # objects this call stores (the first worker to take one writes it)
         self._taken_lock = threading.Lock()
         self._root = str(backend.root)
@@ -166,7 +167,7 @@ class Ingest:
                 with ThreadPoolExecutor(max_workers=n) as pool:
                     for f in [pool.submit(self.work, cursor, w) for w in writers]:
                         f.result()
-        self.duplicates |= pack_writers.duplicates
+        self.duplicates.update(pack_writers.duplicates)
 
     def run_forked(self, ids: Sequence[int], processes: int, meanwhile: Callable[[], None] | None) -> None:
         """Split ``ids`` (small files only) over forked processes; ``meanwhile`` runs here while they work."""
@@ -263,8 +264,8 @@ class Ingest:
             if self.advance is not None:
                 self.advance(sum(self.items[i][1] for i, _ in value))
         elif kind == "duplicates":
-            assert isinstance(value, set)
-            self.duplicates |= value
+            assert isinstance(value, Counter)
+            self.duplicates.update(value)
         elif kind == "unreadable":
             assert isinstance(value, tuple)
             path, code, message = value
@@ -279,7 +280,7 @@ class PackWritersOf:
 
     def __init__(self, packs: PackIndex, n: int) -> None:
         self._writers = [packs.writer() for _ in range(n)]
-        self.duplicates: set[str] = set()
+        self.duplicates: Counter[str] = Counter()  # an object counts once per writer that had it cut
 
     def __enter__(self) -> list[PackWriter]:
         return self._writers
@@ -291,7 +292,7 @@ class PackWritersOf:
                 w.__exit__(exc_type, exc, tb)
             except BaseException as e:
                 error = error or e
-            self.duplicates |= w.duplicates
+            self.duplicates.update(w.duplicates)
         if error is not None:
             raise error
 
