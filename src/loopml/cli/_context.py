@@ -28,10 +28,16 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def open_workspace(ctx: typer.Context) -> Workspace:
-    """The workspace named by --workspace, or the nearest one above the current directory."""
+    """The workspace named by --workspace, or the nearest one above the current directory.
+
+    Closed when the command ends, so its databases are checkpointed then and not left to the
+    interpreter's teardown.
+    """
     from loopml.workspace import Workspace
 
-    return Workspace.open(state(ctx).workspace)
+    ws = Workspace.open(state(ctx).workspace)
+    ctx.call_on_close(ws.close)
+    return ws
 
 
 def progress(ctx: typer.Context) -> Progress:

@@ -21,9 +21,19 @@ def run() -> None:
             sys.stdout.write(out)
             sys.stdout.flush()
             return
+    import gc
+
     from loopml.cli.main import run as run_full
 
-    run_full()
+    # The objects made by the imports live as long as the process: collections need not walk them
+    # again (freeze), and neither does the interpreter's teardown walk what the command built (the
+    # workspace is closed when the command ends; a full collection over, say, the 10,000 entries of
+    # a `data add` took 0.15-0.25 s at exit).
+    gc.freeze()
+    try:
+        run_full()
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":

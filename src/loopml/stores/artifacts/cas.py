@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 from loopml.errors import (
     CorruptObjectError,
@@ -43,13 +43,25 @@ class ObjectRef:
     size: int
 
 
+class FileStamp(NamedTuple):
+    """The part of a file's stat that tells whether it changed: named as in ``os.stat_result``."""
+
+    st_ino: int
+    st_size: int
+    st_mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass(frozen=True, slots=True)
 class Ingested:
     """One file stored by ``ContentStore.ingest_files``: its object, whether it was new, its stat after reading."""
 
     ref: ObjectRef
     written: bool
-    stat: os.stat_result
+    stat: FileStamp
 
 
 @dataclass(frozen=True, slots=True)
