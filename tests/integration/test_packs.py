@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -196,6 +197,37 @@ def test_many_workers_filling_many_packs_index_every_object_once(tmp_path: Path,
     assert sum(p.stat().st_size for p in pack_files) == sum(size for _, size in items)
     for (path, _), g in zip(items, got, strict=True):
         assert store.read_bytes(g.ref.digest) == Path(path).read_bytes()
+    assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["committed", "aborted"])
+def test_sealed_packs_become_visible_together_at_the_commit_or_not_at_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
+    from loopml.stores.artifacts import packs
+
+    monkeypatch.setattr(packs, "PACK_TARGET", 40_000)  # a pack is sealed every few objects …
+    monkeypatch.setattr(packs, "COMMIT_TARGET", 200_000)  # … and about five are committed at a time
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    assert store.packs is not None
+    blobs = [os.urandom(10_000 + i) for i in range(62)]
+    digests = [hash_bytes(b) for b in blobs]
+    with pytest.raises(RuntimeError) if fail else contextlib.nullcontext(), store.packs.writer() as writer:
+        for i, (d, b) in enumerate(zip(digests, blobs, strict=True)):
+            writer.add(d, b)
+            if i == 2:  # the first pack is sealed, not yet committed: nothing is visible
+                assert not store.packs.present(digests)
+        visible_before_close = store.packs.present(digests)
+        assert digests[0] in visible_before_close and len(visible_before_close) < len(digests)  # in batches
+        if fail:
+            raise RuntimeError("the caller failed")
+    present = store.packs.present(digests)
+    if fail:  # the batches committed before the failure stay; the rest is gone, files and all
+        assert present == visible_before_close
+    else:
+        assert present == set(digests)
+        assert [store.read_bytes(d) for d in digests] == blobs
+    indexed = sum(o.length for o in store.packs.iter_objects())
+    assert sum(p.stat().st_size for p in _pack_files(tmp_path / "objects")) == indexed
     assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
 
 

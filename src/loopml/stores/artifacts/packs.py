@@ -34,7 +34,8 @@ from typing import Any
 PACKS_DIRNAME = "packs"
 INDEX_NAME = "index.sqlite"
 PACK_THRESHOLD = 1024 * 1024  # objects smaller than this are packed
-PACK_TARGET = 64 * 1024 * 1024  # a pack is committed once it holds this many bytes
+PACK_TARGET = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
+COMMIT_TARGET = 512 * 1024 * 1024  # sealed packs are indexed together once they hold this many bytes
 _QUERY_CHUNK = 500  # digests per IN (...) query
 _ALIGN = 4096  # direct I/O writes whole blocks from aligned memory at aligned offsets
 _STAGE_SIZE = 8 * 1024 * 1024  # a writer's staging buffer
@@ -173,33 +174,43 @@ class PackIndex:
     def writer(self) -> PackWriter:
         return PackWriter(self)
 
-    def _commit(self, tmp: Path, entries: dict[str, tuple[int, int]]) -> set[str]:
-        """Move a finished pack into place and index its objects; returns those already indexed (cut out)."""
-        pack_id = uuid.uuid4().hex
-        final = self.pack_path(pack_id)
-        with self._lock:
-            db = self._db(create=True)
-            assert db is not None
-            db.execute("BEGIN IMMEDIATE")  # one committer at a time, across processes
-            try:
-                dupes = {r[0] for r in _select_in(db, "digest", list(entries))}
-                if dupes:
-                    entries = _cut(tmp, entries, dupes)
-                if entries:
-                    os.replace(tmp, final)
+    def _commit(self, sealed: Sequence[tuple[Path, dict[str, tuple[int, int]]]]) -> set[str]:
+        """Move finished packs into place and index their objects, in one transaction; returns those
+        already indexed (cut out).
+
+        One transaction for several packs: objects arrive in random digest order, so each commit
+        rewrites most of the index's pages, and committing every pack on its own wrote several times
+        more index pages than there were rows.
+        """
+        try:
+            with self._lock:
+                db = self._db(create=True)
+                assert db is not None
+                db.execute("BEGIN IMMEDIATE")  # one committer at a time, across processes
+                try:
+                    dupes = {r[0] for r in _select_in(db, "digest", [d for _, e in sealed for d in e])}
                     now = time.time()
-                    db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
-                               (pack_id, sum(length for _, length in entries.values()), now))
-                    db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) VALUES (?,?,?,?,?)",
-                                   [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
-            finally:
+                    for tmp, entries in sealed:
+                        if dupes and not dupes.isdisjoint(entries):
+                            entries = _cut(tmp, entries, dupes)
+                        if not entries:
+                            continue
+                        pack_id = uuid.uuid4().hex
+                        os.replace(tmp, self.pack_path(pack_id))
+                        db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
+                                   (pack_id, sum(length for _, length in entries.values()), now))
+                        db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) "
+                                       "VALUES (?,?,?,?,?)",
+                                       [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
+                    db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+        finally:
+            for tmp, _ in sealed:
                 with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                    os.unlink(tmp)  # renamed away, cut to nothing, or left by an error
         return dupes
 
     # -- upkeep ----------------------------------------------------------------
@@ -310,7 +321,8 @@ def _cut(tmp: Path, entries: dict[str, tuple[int, int]], drop: set[str]) -> dict
 
 
 class PackWriter:
-    """Appends objects to packs under ``tmp/``, committing each at ``PACK_TARGET`` bytes and the last at close.
+    """Appends objects to packs under ``tmp/``, sealing each at ``PACK_TARGET`` bytes; sealed packs are
+    committed together every ``COMMIT_TARGET`` bytes and at close.
 
     Objects are gathered in a page-aligned staging buffer and written in large aligned blocks with
     O_DIRECT where the filesystem allows it: the bytes go to the disk instead of filling the page
@@ -331,6 +343,8 @@ class PackWriter:
         self._seen: set[str] = set()
         self._flushed = 0  # bytes of the current pack already written (a multiple of _ALIGN)
         self._pos = 0  # bytes waiting in the staging buffer
+        self._sealed: list[tuple[Path, dict[str, tuple[int, int]]]] = []  # finished, not yet committed
+        self._sealed_bytes = 0
         self.duplicates: set[str] = set()  # objects another writer indexed first (not stored by this one)
 
     def __enter__(self) -> PackWriter:
@@ -360,7 +374,9 @@ class PackWriter:
         self._entries[digest] = (self._flushed + self._pos, length)
         self._pos += length
         if self._flushed + self._pos >= PACK_TARGET:
-            self._finish()
+            self._seal()
+            if self._sealed_bytes >= COMMIT_TARGET:
+                self._commit_sealed()
         return True
 
     def _open(self) -> None:
@@ -410,15 +426,20 @@ class PackWriter:
             self._flushed += size
             self._pos = rest
 
-    def _finish(self) -> None:
-        """Write what is staged, close the pack and commit it."""
+    def _seal(self) -> None:
+        """Write what is staged and close the pack; it waits for the next commit."""
         self._write_staged(final=True)
         os.close(self._fd)
         self._fd = -1
-        tmp, entries = self._tmp, self._entries
+        assert self._tmp is not None
+        self._sealed.append((self._tmp, self._entries))
+        self._sealed_bytes += self._flushed
         self._tmp, self._entries = None, {}
-        assert tmp is not None
-        self.duplicates |= self._index._commit(tmp, entries)
+
+    def _commit_sealed(self) -> None:
+        sealed, self._sealed, self._sealed_bytes = self._sealed, [], 0
+        if sealed:
+            self.duplicates |= self._index._commit(sealed)
 
     def _release(self) -> None:
         if self._view is not None:
@@ -431,7 +452,11 @@ class PackWriter:
     def close(self) -> None:
         try:
             if self._fd >= 0:
-                self._finish()
+                self._seal()
+            self._commit_sealed()
+        except BaseException:
+            self.abort()
+            raise
         finally:
             self._release()
 
@@ -439,8 +464,8 @@ class PackWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if self._tmp is not None:
+        for tmp in [t for t, _ in self._sealed] + ([self._tmp] if self._tmp is not None else []):
             with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
+                os.unlink(tmp)
+        self._tmp, self._sealed, self._sealed_bytes = None, [], 0
         self._release()
