@@ -75,6 +75,8 @@ class PackIndex:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._commit_lock = -1  # a descriptor of this process (a lock inherited over fork would be shared)
+        self._commit_lock_pid = 0
 
     # -- the index -------------------------------------------------------------
 
@@ -109,6 +111,23 @@ class PackIndex:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+            if self._commit_lock >= 0 and self._commit_lock_pid == os.getpid():
+                os.close(self._commit_lock)
+            self._commit_lock = -1
+
+    @contextlib.contextmanager
+    def _committing(self) -> Iterator[None]:
+        """Committers queue on a file lock: the kernel wakes the next one at once, where SQLite's busy
+        handler polls with growing sleeps (four workers committing at the end of an add lost up to
+        0.4 s in them)."""
+        if self._commit_lock < 0 or self._commit_lock_pid != os.getpid():
+            self._commit_lock = os.open(self.dir / "commit.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._commit_lock_pid = os.getpid()
+        fcntl.flock(self._commit_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._commit_lock, fcntl.LOCK_UN)
 
     def lookup(self, digest: str) -> PackedObject | None:
         with self._lock:
@@ -186,27 +205,28 @@ class PackIndex:
             with self._lock:
                 db = self._db(create=True)
                 assert db is not None
-                db.execute("BEGIN IMMEDIATE")  # one committer at a time, across processes
-                try:
-                    dupes = {r[0] for r in _select_in(db, "digest", [d for _, e in sealed for d in e])}
-                    now = time.time()
-                    for tmp, entries in sealed:
-                        if dupes and not dupes.isdisjoint(entries):
-                            entries = _cut(tmp, entries, dupes)
-                        if not entries:
-                            continue
-                        pack_id = uuid.uuid4().hex
-                        os.replace(tmp, self.pack_path(pack_id))
-                        db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
-                                   (pack_id, sum(length for _, length in entries.values()), now))
-                        db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) "
-                                       "VALUES (?,?,?,?,?)",
-                                       [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
+                with self._committing():
+                    db.execute("BEGIN IMMEDIATE")  # SQLite's own lock still guards against other writers
+                    try:
+                        dupes = {r[0] for r in _select_in(db, "digest", [d for _, e in sealed for d in e])}
+                        now = time.time()
+                        for tmp, entries in sealed:
+                            if dupes and not dupes.isdisjoint(entries):
+                                entries = _cut(tmp, entries, dupes)
+                            if not entries:
+                                continue
+                            pack_id = uuid.uuid4().hex
+                            os.replace(tmp, self.pack_path(pack_id))
+                            db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
+                                       (pack_id, sum(length for _, length in entries.values()), now))
+                            db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) "
+                                           "VALUES (?,?,?,?,?)",
+                                           [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
+                        db.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                        raise
         finally:
             for tmp, _ in sealed:
                 with contextlib.suppress(OSError):
