@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from loopml.workspace import Workspace
@@ -26,3 +28,16 @@ def random_files(root: Path, sizes: list[int], name: str = "f{i}.bin") -> list[t
         p.write_bytes(os.urandom(size))
         out.append((str(p), size))
     return out
+
+
+class RecordingProgress:
+    """A Progress that records each task's description, total and what was advanced."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, int | None, list[int]]] = []
+
+    @contextmanager
+    def task(self, description: str, total: int | None, *, unit: str = "items") -> Iterator[Callable[[int], None]]:
+        done: list[int] = []
+        self.tasks.append((description, total, done))
+        yield done.append

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers import random_files, wipe_local_objects
+from tests.helpers import RecordingProgress, random_files, wipe_local_objects
 
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.workspace import Workspace
@@ -20,8 +20,11 @@ def test_push_packs_small_files_and_pull_restores_them(workspace: Workspace, tmp
     (d / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     v = workspace.data.add(d, "many")
     workspace.data.add_remote("s3", f"s3://{s3_bucket}/data", options=s3_server.storage_options())
-    pushed = workspace.data.push()
+    shown = RecordingProgress()
+    pushed = workspace.data.push(progress=shown)
     assert pushed.objects == 301
+    size = sum(f.size for f in workspace.data.files(v))
+    assert [(t[0], t[1], sum(t[2])) for t in shown.tasks] == [("Pushing", size, size)]  # a bar with its total
     assert pushed.transfers <= 3  # one pack + its index + the big object, not 301 requests
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert len(keys) == 3 and sum(k.endswith(".idx") for k in keys) == 1
@@ -30,8 +33,10 @@ def test_push_packs_small_files_and_pull_restores_them(workspace: Workspace, tmp
 
     wipe_local_objects(workspace)
     assert len(workspace.objects.missing([f.digest for f in workspace.data.files(v)])) == 301
-    pulled = workspace.data.pull(["many"])
+    shown = RecordingProgress()
+    pulled = workspace.data.pull(["many"], progress=shown)
     assert pulled.objects == 301
+    assert [(t[0], t[1], sum(t[2])) for t in shown.tasks] == [("Pulling", size, size)]
     assert workspace.doctor(verify=True).ok
     # The 300 small objects landed in one local pack, not 300 files; the big one in a file of its own.
     assert len(list((Path(workspace.objects.url) / "packs").glob("*.pack"))) == 1

@@ -43,7 +43,7 @@ class TransferResult:
 @dataclass
 class RemoteIndex:
     packs: dict[str, dict[str, tuple[int, int]]]  # pack id -> digest -> (offset, length)
-    loose: set[str]
+    loose: dict[str, int]  # digest -> size, for objects stored one file each
 
     def digests(self) -> set[str]:
         out = set(self.loose)
@@ -79,13 +79,14 @@ class DataRemote:
         try:
             self.fs.invalidate_cache()
             try:
-                listing = self.fs.find(self.root)
+                listing: dict[str, Any] = self.fs.find(self.root, detail=True)
             except FileNotFoundError:
-                listing = []
+                listing = {}
             prefix = self.root.rstrip("/") + "/"
-            keys = [p[len(prefix):] if p.startswith(prefix) else p for p in listing]
-            idx_keys = [k for k in keys if k.startswith("packs/") and k.endswith(".idx")]
-            loose = {d for k in keys if k.startswith("objects/")
+            sizes = {(p[len(prefix):] if p.startswith(prefix) else p): int(info.get("size") or 0)
+                     for p, info in listing.items()}
+            idx_keys = [k for k in sizes if k.startswith("packs/") and k.endswith(".idx")]
+            loose = {d: size for k, size in sizes.items() if k.startswith("objects/")
                      for d in [digest_from_key(k[len("objects/"):])] if d}
             packs: dict[str, dict[str, tuple[int, int]]] = {}
             if idx_keys:
@@ -231,7 +232,8 @@ class DataRemote:
                 hint="Push them from a workspace that has them.")
         got = 0
         pack_ids = list(by_pack)
-        with progress.task("Pulling", None, unit="bytes") as advance:
+        total = sum(remote.packs[p][d][1] for p, ds in by_pack.items() for d in ds) + sum(remote.loose[d] for d in loose)
+        with progress.task("Pulling", total, unit="bytes") as advance:
             def unpack(pack_id: str, data: bytes) -> int:
                 # A local store takes the pack's objects into a pack of its own (a killed pull loses at most
                 # the packs not yet committed: nothing of them is visible); another store, one write each.
