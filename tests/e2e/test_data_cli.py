@@ -81,3 +81,18 @@ def test_sdk_save_and_get(ws_dir: Path) -> None:
     (ws_dir / "dir" / "f.txt").write_text("hi")
     loopml.data.add(ws_dir / "dir", "files")
     assert (loopml.data.get("files@v1") / "f.txt").read_text() == "hi"
+
+
+def test_a_command_closes_its_databases_before_the_process_ends(ws_dir: Path) -> None:
+    # The CLI skips the interpreter's exit-time collection (gc.freeze); the workspace is closed when the
+    # command ends instead, so every SQLite file is checkpointed and no write-ahead log is left behind.
+    from tests.helpers import random_files
+
+    random_files(ws_dir / "d", [3000 + i for i in range(40)])
+    code, out = _proc(ws_dir, "data", "add", "d", "--name", "d")
+    assert code == 0, out
+    dot = ws_dir / ".loopml"
+    assert (dot / "objects" / "packs" / "index.sqlite").is_file() and (dot / "hash-state.db").is_file()
+    assert sorted(p.name for p in dot.rglob("*-wal")) == []
+    code, out = _proc(ws_dir, "data", "status", "d", "--name", "d")
+    assert code == 0 and "unchanged" in out

@@ -88,6 +88,21 @@ def test_add_reads_new_files_once_and_later_adds_reuse_the_state_cache(tmp_path:
     ws.close()
 
 
+def test_an_add_of_many_files_leaves_the_hash_state_knowing_each_of_them(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    d = tmp_path / "d"
+    _files(d, [100 + i for i in range(1200)], "f{i:04}.bin")
+    first = ws.data.add_detailed(d, "d")
+    assert first.hashed_files == 1200 and not first.unchanged
+    status = ws.data.status(d, "d")
+    assert status.hashed_files == 0 and not (status.added or status.removed or status.modified)
+    (d / "f0007.bin").write_bytes(b"changed")
+    second = ws.data.add_detailed(d, "d")
+    assert second.hashed_files == 1 and second.version.version == 2
+    assert ws.data.add_detailed(d, "d").hashed_files == 0  # and the tree fingerprint was recorded too
+    ws.close()
+
+
 def test_a_damaged_hash_state_cache_is_rebuilt_and_costs_only_rehashing(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
     d = tmp_path / "d"

@@ -152,8 +152,10 @@ class DataService(_RemoteMixin):
         return self._db
 
     def _open_db_quietly(self) -> None:
+        """Open the database and load the tables an add records into (while worker processes store files)."""
         with contextlib.suppress(Exception):  # a failure is raised again where the database is used
             self.db  # noqa: B018
+            import loopml.stores.metadata.schema.data  # noqa: F401
 
     # -- helpers ----------------------------------------------------------------------
 
