@@ -201,36 +201,31 @@ class PackIndex:
         rewrites most of the index's pages, and committing every pack on its own wrote several times
         more index pages than there were rows.
         """
-        try:
-            with self._lock:
-                db = self._db(create=True)
-                assert db is not None
-                with self._committing():
-                    db.execute("BEGIN IMMEDIATE")  # SQLite's own lock still guards against other writers
-                    try:
-                        dupes = {r[0] for r in _select_in(db, "digest", [d for _, e in sealed for d in e])}
-                        now = time.time()
-                        for tmp, entries in sealed:
-                            if dupes and not dupes.isdisjoint(entries):
-                                entries = _cut(tmp, entries, dupes)
-                            if not entries:
-                                continue
-                            pack_id = uuid.uuid4().hex
-                            os.replace(tmp, self.pack_path(pack_id))
-                            db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
-                                       (pack_id, sum(length for _, length in entries.values()), now))
-                            db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) "
-                                           "VALUES (?,?,?,?,?)",
-                                           [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
-                        db.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(sqlite3.Error):
-                            db.execute("ROLLBACK")
-                        raise
-        finally:
-            for tmp, _ in sealed:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)  # renamed away, cut to nothing, or left by an error
+        with self._lock:
+            db = self._db(create=True)
+            assert db is not None
+            with self._committing():
+                db.execute("BEGIN IMMEDIATE")  # SQLite's own lock still guards against other writers
+                try:
+                    dupes = {r[0] for r in _select_in(db, "digest", [d for _, e in sealed for d in e])}
+                    now = time.time()
+                    for tmp, entries in sealed:
+                        if dupes and not dupes.isdisjoint(entries):
+                            entries = _cut(tmp, entries, dupes)
+                        if not entries:
+                            continue
+                        pack_id = uuid.uuid4().hex
+                        os.replace(tmp, self.pack_path(pack_id))
+                        db.execute("INSERT INTO packs (pack, size, created_at) VALUES (?, ?, ?)",
+                                   (pack_id, sum(length for _, length in entries.values()), now))
+                        db.executemany("INSERT INTO packed (digest, pack, offset, length, added_at) "
+                                       "VALUES (?,?,?,?,?)",
+                                       [(d, pack_id, off, length, now) for d, (off, length) in entries.items()])
+                    db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
         return dupes
 
     # -- upkeep ----------------------------------------------------------------
@@ -457,9 +452,15 @@ class PackWriter:
         self._tmp, self._entries = None, {}
 
     def _commit_sealed(self) -> None:
-        sealed, self._sealed, self._sealed_bytes = self._sealed, [], 0
-        if sealed:
-            self.duplicates |= self._index._commit(sealed)
+        if not self._sealed:
+            return
+        try:
+            self.duplicates |= self._index._commit(self._sealed)
+        finally:
+            for tmp, _ in self._sealed:  # renamed into place, cut to nothing, or left by an error
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            self._sealed, self._sealed_bytes = [], 0
 
     def _release(self) -> None:
         if self._view is not None:
