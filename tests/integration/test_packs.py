@@ -291,3 +291,17 @@ def test_a_file_unreadable_in_a_worker_process_is_named_and_nothing_is_indexed(
     # temporary file, and every indexed object is whole.
     assert all(store.verify(o.digest).status == "ok" for o in store.iter_objects())
     assert store.backend.count_temp_files() == 0  # type: ignore[attr-defined]
+
+
+def test_packs_commit_where_the_filesystem_refuses_flock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(37, "No locks available")  # ENOLCK, as on a FUSE mount without flock
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    items = _files(tmp_path / "src", [2000 + i for i in range(50)])
+    got = store.ingest_files(items, workers=2)
+    assert all(g.written for g in got)
+    assert all(store.read_bytes(g.ref.digest) == Path(p).read_bytes() for (p, _), g in zip(items, got, strict=True))

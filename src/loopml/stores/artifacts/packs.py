@@ -123,11 +123,16 @@ class PackIndex:
         if self._commit_lock < 0 or self._commit_lock_pid != os.getpid():
             self._commit_lock = os.open(self.dir / "commit.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._commit_lock_pid = os.getpid()
-        fcntl.flock(self._commit_lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._commit_lock, fcntl.LOCK_EX)
+            locked = True
+        except OSError:  # a filesystem without flock (some FUSE mounts): SQLite's lock alone orders commits
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(self._commit_lock, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(self._commit_lock, fcntl.LOCK_UN)
 
     def lookup(self, digest: str) -> PackedObject | None:
         with self._lock:
