@@ -90,9 +90,14 @@ def test_push_and_pull_through_a_directory_remote(workspace: Workspace, tmp_path
     remote_dir = tmp_path / "remote"
     workspace.data.add_remote("disk", remote_dir.as_uri())
     assert workspace.data.push().objects == 21
+    assert workspace.data.push().objects == 0  # nothing moved: not recorded
+    (pushed,) = workspace.events(action="data.pushed")
+    assert (pushed.object_type, pushed.object_id, pushed.details["objects"]) == ("data_remote", "disk", 21)
     stored = [p for p in remote_dir.rglob("*") if p.is_file()]
     assert stored and not [p for p in stored if p.name.endswith(".part")]
     wipe_local_objects(workspace)
     assert workspace.data.pull(["d"]).objects == 21
     assert workspace.doctor(verify=True).ok
+    (pulled,) = workspace.events(action="data.pulled")
+    assert pulled.details["refs"] == ["d"] and pulled.details["bytes"] == sum(f.size for f in workspace.data.files(v))
     assert (workspace.data.checkout(v.label, tmp_path / "out") / "big.bin").read_bytes() == (d / "big.bin").read_bytes()

@@ -165,6 +165,10 @@ def test_gc_removes_only_unreferenced_objects(ws: Workspace, tmp_path: Path) -> 
     assert (count, size) == (1, len(b"orphan bytes"))
     assert ws.objects.has(orphan.digest)
     assert ws.data.gc(grace_seconds=3600) == (0, 0)  # too young: a concurrent add may need it
+    assert ws.events(action="data.gc") == []  # neither a dry run nor a gc that removed nothing is an action
     ws.data.gc(grace_seconds=0)
     assert not ws.objects.has(orphan.digest)
     assert ws.doctor(verify=True).ok
+    (event,) = ws.events(action="data.gc")
+    assert event.object_type == "object_store" and event.details["objects"] == 1
+    assert event.details["bytes"] == len(b"orphan bytes")

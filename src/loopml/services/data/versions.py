@@ -89,7 +89,8 @@ class _RemoteMixin:
             return [(r.name, r.url, dict(r.options or {})) for r in conn.execute(select(data_remotes)
                                                                                .order_by(data_remotes.c.name))]
 
-    def _remote(self, remote: str | None) -> Any:
+    def _remote(self, remote: str | None) -> tuple[str, Any]:
+        """(the remote's name, or its URL when given one, and the remote itself)."""
         from loopml.services.data.remote import DataRemote
 
         remotes = {n: (u, o) for n, u, o in self.list_remotes()}
@@ -100,12 +101,12 @@ class _RemoteMixin:
             remote = next(iter(remotes))
         if remote in remotes:
             url, stored = remotes[remote]
-            return DataRemote(url, stored)
+            return remote, DataRemote(url, stored)
         if "://" in remote or "/" in remote:
             opts: dict[str, Any] = {}
             if self.settings.s3_endpoint_url and remote.startswith("s3"):
                 opts = {"client_kwargs": {"endpoint_url": self.settings.s3_endpoint_url}}
-            return DataRemote(remote, opts)
+            return remote, DataRemote(remote, opts)
         raise NotFoundError(f"No data remote named {remote!r}.", hint="Add it: loopml data remote add NAME URL")
 
     def _digests_of(self, refs: Sequence[str] | None) -> list[str]:
@@ -123,12 +124,31 @@ class _RemoteMixin:
     def push(self, refs: Sequence[str] | None = None, *, remote: str | None = None,
              progress: Progress | None = None) -> Any:
         """Upload the objects of ``refs`` (default: every version) that the remote lacks."""
-        return self._remote(remote).push(self.objects, self._digests_of(refs), progress)
+        name, target = self._remote(remote)
+        result = target.push(self.objects, self._digests_of(refs), progress)
+        self._record_transfer("data.pushed", name, target.url, refs, result)
+        return result
 
     def pull(self, refs: Sequence[str] | None = None, *, remote: str | None = None,
              progress: Progress | None = None) -> Any:
         """Download the objects of ``refs`` (default: every version) the local store lacks, verified."""
-        return self._remote(remote).pull(self.objects, self._digests_of(refs), progress)
+        name, source = self._remote(remote)
+        result = source.pull(self.objects, self._digests_of(refs), progress)
+        self._record_transfer("data.pulled", name, source.url, refs, result)
+        return result
+
+    def _record_transfer(self, action: str, remote: str, url: str, refs: Sequence[str] | None,
+                         result: Any) -> None:
+        """The audit event of a push or pull that moved something (a no-op transfer is not an action)."""
+        if not result.objects:
+            return
+        from loopml.stores.metadata.database import append_event
+
+        with self.db.write() as conn:
+            append_event(conn, actor=self.settings.actor, action=action, object_type="data_remote",
+                         object_id=remote,
+                         details={"url": url, "refs": list(refs or []), "objects": result.objects,
+                                  "bytes": result.bytes, "transfers": result.transfers})
 
 
 class DataService(_RemoteMixin):
@@ -694,4 +714,11 @@ class DataService(_RemoteMixin):
                 self.objects.delete(obj.digest)
         if not dry_run:
             self.objects.compact(grace_seconds=grace_seconds)  # packed objects' bytes, abandoned packs
+            if count:
+                from loopml.stores.metadata.database import append_event
+
+                with self.db.write() as conn:
+                    append_event(conn, actor=self.settings.actor, action="data.gc", object_type="object_store",
+                                 object_id=self.objects.url,
+                                 details={"objects": count, "bytes": size, "grace_seconds": grace_seconds})
         return count, size
