@@ -140,15 +140,18 @@ class _RemoteMixin:
     def _record_transfer(self, action: str, remote: str, url: str, refs: Sequence[str] | None,
                          result: Any) -> None:
         """The audit event of a push or pull that moved something (a no-op transfer is not an action)."""
-        if not result.objects:
-            return
+        if result.objects:
+            self._audit(action, "data_remote", remote, {"url": url, "refs": list(refs or []),
+                                                         "objects": result.objects, "bytes": result.bytes,
+                                                         "transfers": result.transfers})
+
+    def _audit(self, action: str, object_type: str, object_id: str, details: dict[str, Any]) -> None:
+        """One audit event in a transaction of its own (for actions that write nothing else to the database)."""
         from loopml.stores.metadata.database import append_event
 
         with self.db.write() as conn:
-            append_event(conn, actor=self.settings.actor, action=action, object_type="data_remote",
-                         object_id=remote,
-                         details={"url": url, "refs": list(refs or []), "objects": result.objects,
-                                  "bytes": result.bytes, "transfers": result.transfers})
+            append_event(conn, actor=self.settings.actor, action=action, object_type=object_type,
+                         object_id=object_id, details=details)
 
 
 class DataService(_RemoteMixin):
@@ -715,10 +718,6 @@ class DataService(_RemoteMixin):
         if not dry_run:
             self.objects.compact(grace_seconds=grace_seconds)  # packed objects' bytes, abandoned packs
             if count:
-                from loopml.stores.metadata.database import append_event
-
-                with self.db.write() as conn:
-                    append_event(conn, actor=self.settings.actor, action="data.gc", object_type="object_store",
-                                 object_id=self.objects.url,
-                                 details={"objects": count, "bytes": size, "grace_seconds": grace_seconds})
+                self._audit("data.gc", "object_store", self.objects.url,
+                            {"objects": count, "bytes": size, "grace_seconds": grace_seconds})
         return count, size
