@@ -239,24 +239,7 @@ class ContentStore:
             job.run_forked(small, forks, here)
         else:
             job.run_threads(order, workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items))))
-        # Worker processes do not share which objects they took, so two of them may write the same one:
-        # each writer whose copy was cut at commit counts once in ``cuts``. An object stays new to this
-        # call if fewer of its writers were cut than wrote it (one of this call's copies was kept). Two
-        # threads storing equal big files wrote one object (the rename made them one).
-        cuts = job.duplicates.copy()
-        out: list[Ingested] = []
-        first: set[str] = set()
-        for r in job.results:
-            assert r is not None
-            digest = r.ref.digest
-            if r.written and (digest in first or cuts[digest] > 0):
-                if digest not in first:
-                    cuts[digest] -= 1
-                r = Ingested(r.ref, False, r.stat)
-            if r.written:
-                first.add(digest)
-            out.append(r)
-        return out
+        return job.outcome()
 
     def put_stream(self, chunks: Iterable[bytes]) -> ObjectRef:
         """Store a stream whose hash is not known in advance, never holding it whole in memory."""

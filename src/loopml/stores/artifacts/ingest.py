@@ -155,6 +155,29 @@ class Ingest:
             tmp.unlink(missing_ok=True)
         return Ingested(ObjectRef(digest, after.st_size), written, FileStamp.of(after))
 
+    def outcome(self) -> list[Ingested]:
+        """The results, each object counted as new to this call at most once.
+
+        Worker processes do not share which objects they took, so two of them may write the same one:
+        each writer whose copy was cut at commit counts once in ``duplicates``. An object stays new if
+        fewer of its writers were cut than wrote it (one of this call's copies was kept). Two threads
+        storing equal big files wrote one object (the rename made them one).
+        """
+        cuts = self.duplicates.copy()
+        out: list[Ingested] = []
+        first: set[str] = set()
+        for r in self.results:
+            assert r is not None
+            digest = r.ref.digest
+            if r.written and (digest in first or cuts[digest] > 0):
+                if digest not in first:
+                    cuts[digest] -= 1
+                r = Ingested(r.ref, False, r.stat)
+            if r.written:
+                first.add(digest)
+            out.append(r)
+        return out
+
     # -- running ---------------------------------------------------------------
 
     def run_threads(self, ids: Sequence[int], n: int) -> None:
