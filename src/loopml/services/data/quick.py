@@ -12,15 +12,20 @@ which gives the same answer or the proper error.
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from loopml.errors import LoopmlError
-from loopml.services.data.scan import scan_path, tree_fingerprint
+from loopml.services.data.scan import fingerprint_path
 
 TYPE_CHECKING = False  # not `import typing` (nor json, tomllib, re): start-up is what this module saves
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Mapping
     from typing import Any
+else:
+    try:  # the C module alone: sqlite3's Python layer loads datetime for adapters this path never uses (~2 ms)
+        import _sqlite3 as sqlite3
+    except ImportError:
+        import sqlite3
 
 WORKSPACE_DIRNAME = ".loopml"  # the same names as loopml.settings, without importing it
 STATE_DB_FILENAME = "hash-state.db"
@@ -137,8 +142,8 @@ def _known_content(state_db: str, path: str) -> tuple[str, str] | None:
         conn.close()
     if row is None:
         return None
-    kind, entries = scan_path(path)
-    if tree_fingerprint(kind, entries) != row[0]:
+    kind, fingerprint = fingerprint_path(path, fork=True)
+    if fingerprint != row[0]:
         return None
     return kind, row[1]
 

@@ -25,7 +25,7 @@ from loopml.errors import (
 from loopml.progress import NullProgress, Progress
 from loopml.services.data.hashing_cache import HashStateCache
 from loopml.services.data.quick import is_valid_name
-from loopml.services.data.scan import StatEntry, scan_path, tree_fingerprint
+from loopml.services.data.scan import StatEntry, scan_path
 from loopml.services.data.tables import is_table_path, read_table, table_stats
 from loopml.stores.artifacts.hashing import hash_bytes
 
@@ -298,7 +298,7 @@ class DataService(_RemoteMixin):
         check_name(name)
         progress = progress or NullProgress()
         src = Path(path)
-        scanned_kind, entries = scan_path(src)
+        scanned_kind, entries, fingerprint = scan_path(src)
         if kind is None:
             kind = "table" if scanned_kind == "file" and is_table_path(src) else scanned_kind
 
@@ -307,7 +307,7 @@ class DataService(_RemoteMixin):
                                   hint="Check its permissions; nothing was stored.")
 
         cache = self._state_cache
-        tree_key, fingerprint = os.path.abspath(src), tree_fingerprint(scanned_kind, entries)
+        tree_key = os.path.abspath(src)
         known = cache.tree_content(tree_key, fingerprint)
         existing = self._find_content(name, known) if known is not None else None
         if existing is not None:  # nothing touched since the last hash: no per-file lookups at all
@@ -533,9 +533,9 @@ class DataService(_RemoteMixin):
             base = self.resolve(name)
         except NotFoundError:
             base = None
-        kind, entries = scan_path(Path(path))
+        _, entries, fingerprint = scan_path(Path(path))
         cache = self._state_cache
-        tree_key, fingerprint = os.path.abspath(path), tree_fingerprint(kind, entries)
+        tree_key = os.path.abspath(path)
         known = cache.tree_content(tree_key, fingerprint)
         if base is not None and known == base.content_digest:
             return StatusReport(name=name, base=base.label, hashed_files=0)
