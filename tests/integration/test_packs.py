@@ -46,7 +46,15 @@ def test_small_files_go_into_packs_and_every_reader_finds_them(tmp_path: Path) -
     assert store.missing([g.ref.digest for g in got] + ["0" * 64]) == {"0" * 64}
     digests = [g.ref.digest for g in got]
     assert store.sizes(digests) == {g.ref.digest: g.ref.size for g in got}
-    assert dict(store.read_many(digests)) == {g.ref.digest: Path(p).read_bytes() for (p, _), g in zip(items, got, strict=True)}
+    runs = store.runs(digests, max_length=1 << 30)
+    assert len(runs) == len(own_file) + 1  # the packed objects lie back to back: one read
+    for run in runs:
+        buf = bytearray(run.length)
+        store.read_run(run, memoryview(buf))
+        for d, offset, length in run.objects:
+            assert bytes(buf[offset:offset + length]) == store.read_bytes(d)
+    assert sorted(d for r in runs for d, _, _ in r.objects) == sorted(digests)
+    assert len(store.runs(packed, max_length=3 * max(store.sizes(packed).values()))) >= len(packed) // 3
     listed = [o.digest for o in store.iter_objects()]
     assert sorted(listed) == sorted(g.ref.digest for g in got)  # each once
     # A packed object is always checked out as a copy, whatever link was asked for.
@@ -123,6 +131,22 @@ def test_delete_then_compact_reclaims_packed_bytes(tmp_path: Path) -> None:
     store.delete(c)
     assert store.compact() == 40_000
     assert _pack_files(tmp_path / "objects") == [] and list(store.iter_objects()) == []
+
+
+def test_runs_group_objects_lying_together_and_a_run_survives_its_pack_being_compacted(tmp_path: Path) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    got = store.ingest_files(_files(tmp_path / "src", [10_000, 20_000, 30_000, 40_000]))
+    a, b, c, d = (g.ref.digest for g in got)
+    data = {x: store.read_bytes(x) for x in (a, b, c, d)}
+    [run] = store.runs([a, c, d], max_length=1 << 20, max_gap=30_000)  # b's 20,000 bytes are a gap it spans
+    assert run.length == 100_000 and {x for x, _, _ in run.objects} == {a, c, d}
+    assert len(store.runs([a, c, d], max_length=1 << 20, max_gap=10_000)) == 2  # too wide a gap: two runs
+    assert len(store.runs([a, b, c, d], max_length=50_000, max_gap=0)) == 3  # too long: cut
+    store.delete(b)
+    assert store.compact() == 20_000  # the pack is rewritten under a new name: the run's pack is gone
+    buf = bytearray(run.length)
+    store.read_run(run, memoryview(buf))
+    assert {x: bytes(buf[off:off + n]) for x, off, n in run.objects} == {x: data[x] for x in (a, c, d)}
 
 
 def test_an_unindexed_pack_is_removed_only_after_its_grace_period(tmp_path: Path) -> None:

@@ -258,8 +258,10 @@ def push_cmd(
     remote: str = typer.Option(None, "--remote", "-r", help="Remote name or URL (default: the only remote)."),
 ) -> None:
     """Upload objects the remote lacks, packing small files."""
+    from loopml.cli._memory import keep_freed_memory
     from loopml.cli._output import echo, human_bytes
 
+    keep_freed_memory()
     r = open_workspace(ctx).data.push(refs or None, remote=remote, progress=progress(ctx))
     echo(f"pushed {r.objects} objects ({human_bytes(r.bytes)}) in {r.transfers} transfers; "
          f"{r.skipped} already there")
@@ -272,8 +274,10 @@ def pull_cmd(
     remote: str = typer.Option(None, "--remote", "-r"),
 ) -> None:
     """Download objects the local store lacks; every object's hash is verified."""
+    from loopml.cli._memory import keep_freed_memory
     from loopml.cli._output import echo, human_bytes
 
+    keep_freed_memory()
     r = open_workspace(ctx).data.pull(refs or None, remote=remote, progress=progress(ctx))
     echo(f"pulled {r.objects} objects ({human_bytes(r.bytes)}) in {r.transfers} transfers; "
          f"{r.skipped} already local")

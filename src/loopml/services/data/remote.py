@@ -15,8 +15,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,12 +24,15 @@ from typing import Any
 
 from loopml.errors import CorruptObjectError, RemoteUnavailableError
 from loopml.progress import NullProgress, Progress
-from loopml.stores.artifacts.cas import ContentStore
+from loopml.stores.artifacts.cas import ContentStore, ObjectRun
 from loopml.stores.artifacts.hashing import digest_from_key, hash_bytes, object_key
 from loopml.stores.artifacts.packs import PACK_THRESHOLD
 
-PACK_TARGET = 64 * 1024 * 1024  # bytes per pack
-PACKS_IN_FLIGHT = 4  # packs held in memory and transferred at once
+# Bytes per pack: big enough that 10,000 small files take a few dozen requests, small enough that the
+# HTTP stack's copies of a body fit glibc's reusable heap (see cli/_memory.py) and a pull's batch stays small.
+PACK_TARGET = 16 * 1024 * 1024
+PACKS_IN_FLIGHT = 4  # packs pulled into memory at once
+UPLOADS_IN_FLIGHT = 3  # packs uploading at once (one more is read meanwhile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class DataRemote:
         except Exception as exc:
             raise self._fail(exc, "store files") from exc
 
-    def _upload_bytes(self, blobs: dict[str, bytes]) -> None:
+    def _upload_bytes(self, blobs: Mapping[str, bytes | bytearray]) -> None:
         """(remote key -> bytes), concurrently; each lands under its final name whole."""
         if not blobs:
             return
@@ -142,68 +145,88 @@ class DataRemote:
         need = [d for d in wanted if d not in have]
         if not need:
             return TransferResult(0, 0, 0, len(wanted))
-        sizes = store.sizes(need)
-        small = [d for d in need if sizes[d] < PACK_THRESHOLD]
-        big = [d for d in need if sizes[d] >= PACK_THRESHOLD]
-        total = sum(sizes.values())
-        transfers = 0
+        # A pushed pack holds PACK_TARGET bytes or a little more, up to `cap`: a whole local pack (at most
+        # 64 MiB + one object under 1 MiB) is read and sent as it is (s3fs sends up to 100 MB in one request).
+        cap = PACK_TARGET + PACK_TARGET // 32
+        runs = store.runs(need, max_length=cap)
+        big = [r for r in runs if r.pack is None and r.length >= PACK_THRESHOLD]
+        small = [r for r in runs if not (r.pack is None and r.length >= PACK_THRESHOLD)]
+        total = sum(r.length for r in big) + sum(n for r in small for _, _, n in r.objects)
         with progress.task("Pushing", total, unit="bytes") as advance:
             indexes: dict[str, bytes] = {}
-
-            def packs_of(objects: Iterator[tuple[str, bytes]]) -> Iterator[dict[str, bytes]]:
-                """Batches of PACKS_IN_FLIGHT packs, built in memory from the local objects as they are read."""
-                batch: dict[str, bytes] = {}
-                parts: list[bytes] = []
-                index: dict[str, list[int]] = {}
-                offset = 0
-
-                def close_pack() -> None:
-                    pack_id = uuid.uuid4().hex
-                    batch[f"packs/{pack_id}.pack"] = b"".join(parts)
-                    indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
-
-                for d, data in objects:
-                    parts.append(data)
-                    index[d] = [offset, len(data)]
-                    offset += len(data)
-                    if offset >= PACK_TARGET:
-                        close_pack()
-                        parts, index, offset = [], {}, 0
-                        if len(batch) == PACKS_IN_FLIGHT:
-                            yield batch
-                            batch = {}
-                if parts:
-                    close_pack()
-                if batch:
-                    yield batch
-
-            def send(batch: dict[str, bytes]) -> int:
-                self._upload_bytes(batch)
-                advance(sum(len(b) for b in batch.values()))
-                return len(batch)
-
-            # One batch uploads while the next is read from the local store (at most two in memory).
-            with ThreadPoolExecutor(max_workers=1) as uploader:
-                sending = None
-                for batch in packs_of(store.read_many(small)):
-                    if sending is not None:
-                        transfers += sending.result()
-                    sending = uploader.submit(send, batch)
-                if sending is not None:
-                    transfers += sending.result()
+            transfers = self._send_packs(store, small, cap, indexes, advance)
             with tempfile.TemporaryDirectory(prefix="loopml-push-") as tmp:
                 uploads: list[tuple[str, str]] = []
-                for d in big:
+                for r in big:
+                    d = r.objects[0][0]
                     local = store.local_path(d)
                     if local is None:
                         local = Path(tmp) / d
                         store.export(d, local)
                     uploads.append((str(local), f"objects/{object_key(d)}"))
                 self._upload(uploads)
-            advance(sum(sizes[d] for d in big))
+            advance(sum(r.length for r in big))
             self._upload_bytes(indexes)  # indexes last: a pack without an index is invisible
             transfers += len(uploads) + len(indexes)
         return TransferResult(len(need), total, transfers, len(wanted) - len(need))
+
+    def _send_packs(self, store: ContentStore, runs: list[ObjectRun], cap: int, indexes: dict[str, bytes],
+                    advance: Callable[[int], None]) -> int:
+        """Upload ``runs`` as packs of PACK_TARGET to ``cap`` bytes, UPLOADS_IN_FLIGHT at a time; their indexes go
+        into ``indexes``. Returns the number of packs.
+
+        Each pack is read straight into a buffer (one read per run: a run is usually a whole local
+        pack) while the packs before it upload; the buffers are reused, since fresh memory costs a
+        page fault per 4 KB, which on a VM can take longer than the read.
+        """
+        packs: list[list[ObjectRun]] = [[]]
+        size = 0
+        for r in runs:  # each at most `cap` long
+            if size + r.length > cap or size >= PACK_TARGET:
+                packs.append([])
+                size = 0
+            packs[-1].append(r)
+            size += r.length
+        free: list[bytearray] = []
+        sending: dict[Future[None], tuple[bytearray, int]] = {}
+
+        def settle() -> None:
+            """Wait for an upload to finish; its buffer is free again."""
+            done, _ = wait(sending, return_when=FIRST_COMPLETED)
+            for f in done:
+                buf, n = sending.pop(f)
+                f.result()
+                free.append(buf)
+                advance(n)
+
+        with ThreadPoolExecutor(max_workers=UPLOADS_IN_FLIGHT) as pool:
+            try:
+                for pack in packs:
+                    while len(sending) >= UPLOADS_IN_FLIGHT:
+                        settle()
+                    length = sum(r.length for r in pack)
+                    buf = free.pop() if free else bytearray()
+                    if len(buf) >= length:
+                        del buf[length:]
+                    else:
+                        buf = bytearray(length)
+                    index: dict[str, list[int]] = {}
+                    offset = 0
+                    with memoryview(buf) as view:
+                        for r in pack:
+                            store.read_run(r, view[offset:offset + r.length])
+                            index.update((d, [offset + off, n]) for d, off, n in r.objects)
+                            offset += r.length
+                    pack_id = uuid.uuid4().hex
+                    indexes[f"packs/{pack_id}.idx"] = json.dumps(index).encode()
+                    sent = sum(n for _, n in index.values())
+                    sending[pool.submit(self._upload_bytes, {f"packs/{pack_id}.pack": buf})] = (buf, sent)
+                while sending:
+                    settle()
+            finally:
+                for f in sending:
+                    f.cancel()
+        return len(packs)
 
     def pull(self, store: ContentStore, digests: Iterable[str], progress: Progress | None = None) -> TransferResult:
         progress = progress or NullProgress()

@@ -56,6 +56,22 @@ class FileStamp(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectRun:
+    """Objects that one read fetches: lying (nearly) back to back in one pack, or one object of its own."""
+
+    pack: str | None  # None: a single object that is not packed
+    start: int  # offset of the run in its pack
+    length: int
+    objects: tuple[tuple[str, int, int], ...]  # (digest, offset within the run, length)
+
+
+def _pack_run(pack: str, objs: Sequence[PackedObject]) -> ObjectRun:
+    start = objs[0].offset
+    return ObjectRun(pack, start, objs[-1].offset + objs[-1].length - start,
+                     tuple((o.digest, o.offset - start, o.length) for o in objs))
+
+
+@dataclass(frozen=True, slots=True)
 class Ingested:
     """One file stored by ``ContentStore.ingest_files``: its object, whether it was new, its stat after reading."""
 
@@ -314,28 +330,56 @@ class ContentStore:
                 out[d] = self.size(d)
         return out
 
-    def read_many(self, digests: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        """(digest, bytes) of each object, packed ones read pack by pack in file order (not the order given)."""
+    def runs(self, digests: Sequence[str], *, max_length: int, max_gap: int = 64 * 1024) -> list[ObjectRun]:
+        """The objects grouped into runs that one read each fetches, in file order (not the order given).
+
+        Packed objects that lie back to back in a pack (gaps of at most ``max_gap`` bytes, a run of
+        at most ``max_length`` bytes) form one run; any other object is a run of its own.
+        """
         located = self.packs.locate(digests) if self.packs is not None else {}
-        for d in digests:
-            if d not in located:
-                yield d, self.read_bytes(d)
+        out = [ObjectRun(None, 0, n, ((d, 0, n),)) for d in digests if d not in located for n in [self.size(d)]]
         by_pack: dict[str, list[PackedObject]] = {}
         for obj in located.values():
             by_pack.setdefault(obj.pack, []).append(obj)
-        assert self.packs is not None or not by_pack
         for pack, objs in by_pack.items():
+            objs.sort(key=lambda o: o.offset)
+            run: list[PackedObject] = []
+            for obj in objs:
+                if run and (obj.offset - (run[-1].offset + run[-1].length) > max_gap
+                            or obj.offset + obj.length - run[0].offset > max_length):
+                    out.append(_pack_run(pack, run))
+                    run = []
+                run.append(obj)
+            out.append(_pack_run(pack, run))
+        return out
+
+    def read_run(self, run: ObjectRun, into: memoryview) -> None:
+        """Fill ``into`` (``run.length`` bytes) with the run's objects at their offsets, with one read for a
+        packed run; the bytes between objects are unspecified. Survives a concurrent compaction."""
+        if run.pack is not None:
+            assert self.packs is not None
             try:
-                fd = os.open(self.packs.pack_path(pack), os.O_RDONLY)  # type: ignore[union-attr]
+                fd = os.open(self.packs.pack_path(run.pack), os.O_RDONLY)
             except FileNotFoundError:  # compacted meanwhile: one at a time, through the index again
-                for obj in objs:
-                    yield obj.digest, self.read_bytes(obj.digest)
-                continue
-            try:
-                for obj in sorted(objs, key=lambda o: o.offset):
-                    yield obj.digest, os.pread(fd, obj.length, obj.offset)
-            finally:
-                os.close(fd)
+                fd = -1
+            if fd >= 0:
+                try:
+                    got = 0
+                    while got < run.length:
+                        n = os.preadv(fd, [into[got:run.length]], run.start + got)
+                        if n == 0:
+                            break  # a truncated pack: each object below reports what it lacks
+                        got += n
+                finally:
+                    os.close(fd)
+                if got == run.length:
+                    return
+        for d, offset, length in run.objects:
+            data = self.read_bytes(d)
+            if len(data) != length:
+                raise CorruptObjectError(f"Object {d} is damaged in the local store ({len(data)} of {length} bytes).",
+                                         hint="Run `loopml doctor --verify`.")
+            into[offset:offset + length] = data
 
     def local_path(self, digest: str) -> Path | None:
         """The object's own file on a local store; None for a packed object or a remote store."""
