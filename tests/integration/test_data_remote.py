@@ -101,3 +101,15 @@ def test_push_and_pull_through_a_directory_remote(workspace: Workspace, tmp_path
     (pulled,) = workspace.events(action="data.pulled")
     assert pulled.details["refs"] == ["d"] and pulled.details["bytes"] == sum(f.size for f in workspace.data.files(v))
     assert (workspace.data.checkout(v.label, tmp_path / "out") / "big.bin").read_bytes() == (d / "big.bin").read_bytes()
+
+
+def test_a_push_of_big_objects_only_sends_no_pack(workspace: Workspace, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    workspace.data.add(big, "big")
+    remote_dir = tmp_path / "remote"
+    workspace.data.add_remote("disk", remote_dir.as_uri())
+    pushed = workspace.data.push(["big"])
+    assert (pushed.objects, pushed.transfers) == (1, 1)  # the object itself; no (empty) pack, no index
+    assert [p.name for p in remote_dir.rglob("*") if p.is_file()] == [p.name for p in remote_dir.rglob("objects/*/*")]
+    assert not list(remote_dir.rglob("*.pack")) and not list(remote_dir.rglob("*.idx"))

@@ -145,8 +145,8 @@ class DataRemote:
         need = [d for d in wanted if d not in have]
         if not need:
             return TransferResult(0, 0, 0, len(wanted))
-        # A pushed pack holds PACK_TARGET bytes or a little more, up to `cap`: a whole local pack (at most
-        # 64 MiB + one object under 1 MiB) is read and sent as it is (s3fs sends up to 100 MB in one request).
+        # A pushed pack holds PACK_TARGET bytes or a little more, up to `cap`; one read fetches a stretch of
+        # up to `cap` bytes of a local pack (a 64 MiB local pack goes out as four pushed packs).
         cap = PACK_TARGET + PACK_TARGET // 32
         runs = store.runs(need, max_length=cap)
         big = [r for r in runs if r.pack is None and r.length >= PACK_THRESHOLD]
@@ -175,14 +175,14 @@ class DataRemote:
         """Upload ``runs`` as packs of PACK_TARGET to ``cap`` bytes, UPLOADS_IN_FLIGHT at a time; their indexes go
         into ``indexes``. Returns the number of packs.
 
-        Each pack is read straight into a buffer (one read per run: a run is usually a whole local
-        pack) while the packs before it upload; the buffers are reused, since fresh memory costs a
+        Each pack is read straight into a buffer (one read per run: a run is usually a stretch of a
+        local pack as long as the pushed pack) while the packs before it upload; the buffers are reused, since fresh memory costs a
         page fault per 4 KB, which on a VM can take longer than the read.
         """
-        packs: list[list[ObjectRun]] = [[]]
+        packs: list[list[ObjectRun]] = []
         size = 0
         for r in runs:  # each at most `cap` long
-            if size + r.length > cap or size >= PACK_TARGET:
+            if not packs or size + r.length > cap or size >= PACK_TARGET:
                 packs.append([])
                 size = 0
             packs[-1].append(r)
