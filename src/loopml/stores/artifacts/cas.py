@@ -6,9 +6,9 @@ import contextlib
 import errno
 import io
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, NamedTuple
@@ -18,7 +18,7 @@ from loopml.errors import (
     InvalidParameterError,
     ObjectNotFoundError,
 )
-from loopml.stores.artifacts.backends import ByteBackend, LocalBackend
+from loopml.stores.artifacts.backends import ByteBackend, LocalBackend, copy_file
 from loopml.stores.artifacts.hashing import (
     CHUNK_SIZE,
     digest_from_key,
@@ -233,8 +233,8 @@ class ContentStore:
         ``workers`` fixes the number of threads (and forbids worker processes);
         ``processes`` forces that many forked worker processes for the small files (0:
         none); by default they are used for many small files when nothing else runs
-        threads here (see ``ingest``). ``meanwhile`` is called in this thread while
-        worker processes run (e.g. to open a database).
+        threads here (see ``ingest``). ``meanwhile`` is called in this thread while the
+        workers run (e.g. to open a database).
         """
         from loopml.stores.artifacts.ingest import Ingest, can_fork
 
@@ -254,7 +254,16 @@ class ContentStore:
 
             job.run_forked(small, forks, here)
         else:
-            job.run_threads(order, workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items))))
+            n = workers or max(1, min(4, (os.cpu_count() or 2) * 2, len(items)))
+            if meanwhile is None:
+                job.run_threads(order, n)
+            else:  # e.g. a big file: the kernel copies it and BLAKE3 hashes it, neither holding the GIL
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loopml-ingest") as pool:
+                    running = pool.submit(job.run_threads, order, n)
+                    try:
+                        meanwhile()
+                    finally:
+                        running.result()
         return job.outcome()
 
     def put_stream(self, chunks: Iterable[bytes]) -> ObjectRef:
@@ -430,7 +439,7 @@ class ContentStore:
                     if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                         raise
             if src is not None:
-                shutil.copyfile(src, tmp)
+                copy_file(src, tmp)
                 os.replace(tmp, dest)
             else:
                 self.backend.get_file(object_key(digest), dest)

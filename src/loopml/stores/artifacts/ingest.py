@@ -13,7 +13,6 @@ import itertools
 import os
 import pickle
 import selectors
-import shutil
 import struct
 import threading
 import traceback
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from loopml.errors import ArtifactStoreError, ConflictError
-from loopml.stores.artifacts.backends import LocalBackend
+from loopml.stores.artifacts.backends import LocalBackend, copy_file
 from loopml.stores.artifacts.cas import FileStamp, Ingested, ObjectRef
 from loopml.stores.artifacts.hashing import hash_bytes, hash_file, object_key
 from loopml.stores.artifacts.packs import PACK_THRESHOLD, PackIndex, PackWriter
@@ -139,7 +138,7 @@ class Ingest:
         tmp = backend.tmp_path()
         try:
             with ThreadPoolExecutor(max_workers=1) as copier:
-                copied = copier.submit(shutil.copyfile, path, tmp)  # sendfile: the bytes stay in the kernel
+                copied = copier.submit(copy_file, path, tmp)  # the bytes stay in the kernel
                 digest = hash_file(path, size)  # meanwhile, BLAKE3 over the page cache, multi-threaded
                 copied.result()
             after = os.stat(path)
