@@ -329,3 +329,14 @@ def test_packs_commit_where_the_filesystem_refuses_flock(tmp_path: Path, monkeyp
     got = store.ingest_files(items, workers=2)
     assert all(g.written for g in got)
     assert all(store.read_bytes(g.ref.digest) == Path(p).read_bytes() for (p, _), g in zip(items, got, strict=True))
+
+
+def test_a_run_is_read_where_the_platform_lacks_preadv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ContentStore(LocalBackend(tmp_path / "objects"))
+    got = store.ingest_files(_files(tmp_path / "src", [10_000, 20_000, 30_000]))
+    digests = [g.ref.digest for g in got]
+    monkeypatch.delattr(os, "preadv")
+    [run] = store.runs(digests, max_length=1 << 20)
+    buf = bytearray(run.length)
+    store.read_run(run, memoryview(buf))
+    assert {d: bytes(buf[off:off + n]) for d, off, n in run.objects} == {d: store.read_bytes(d) for d in digests}

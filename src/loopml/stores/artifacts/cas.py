@@ -65,6 +65,15 @@ class ObjectRun:
     objects: tuple[tuple[str, int, int], ...]  # (digest, offset within the run, length)
 
 
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """``os.preadv`` into ``view`` where the platform has it, else ``os.pread`` and a copy."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)
+    view[:len(data)] = data
+    return len(data)
+
+
 def _pack_run(pack: str, objs: Sequence[PackedObject]) -> ObjectRun:
     start = objs[0].offset
     return ObjectRun(pack, start, objs[-1].offset + objs[-1].length - start,
@@ -375,7 +384,7 @@ class ContentStore:
                 try:
                     got = 0
                     while got < run.length:
-                        n = os.preadv(fd, [into[got:run.length]], run.start + got)
+                        n = _pread_into(fd, into[got:run.length], run.start + got)
                         if n == 0:
                             break  # a truncated pack: each object below reports what it lacks
                         got += n
