@@ -12,6 +12,7 @@ import os
 import stat as stat_mod
 
 from loopml.errors import DataInputError
+from loopml.parallel import fork_is_safe, usable_cpus
 
 TYPE_CHECKING = False  # not `import typing`: this module is on the quick CLI path
 if TYPE_CHECKING:
@@ -60,15 +61,7 @@ def fingerprint_path(path: str | os.PathLike[str], *, fork: bool = False) -> tup
 
 
 def _may_fork() -> bool:
-    import sys
-
-    threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
-        return False  # forking a threaded process can deadlock the child
-    try:
-        return hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1
-    except (AttributeError, OSError):
-        return False
+    return fork_is_safe() and usable_cpus() > 1
 
 
 def _scan(path: str | os.PathLike[str], out: list[StatEntry] | None, *, fork: bool = False) -> tuple[str, str]:

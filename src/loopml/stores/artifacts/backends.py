@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loopml.errors import ArtifactStoreError, ObjectNotFoundError
+from loopml.parallel import usable_cpus
 
 TMP_DIRNAME = "tmp"
 _TMP_COUNTER = itertools.count()
@@ -46,7 +47,7 @@ def _copy_ranges(src_fd: int, dst_fd: int, size: int) -> None:
     """Copy ``size`` bytes (fewer if the source ends first) with copy_file_range, in two ranges when big."""
     if not hasattr(os, "copy_file_range"):
         raise OSError(errno.ENOSYS, "copy_file_range is not available")
-    streams = 2 if size >= _PARALLEL_COPY_MIN and (os.cpu_count() or 1) > 1 else 1
+    streams = 2 if size >= _PARALLEL_COPY_MIN and usable_cpus() > 1 else 1
     part = -(-size // streams)
 
     def copy(k: int) -> None:
