@@ -149,8 +149,10 @@ class DataRemote:
         # up to `cap` bytes of a local pack (a 64 MiB local pack goes out as four pushed packs).
         cap = PACK_TARGET + PACK_TARGET // 32
         runs = store.runs(need, max_length=cap)
-        big = [r for r in runs if r.pack is None and r.length >= PACK_THRESHOLD]
-        small = [r for r in runs if not (r.pack is None and r.length >= PACK_THRESHOLD)]
+        small: list[ObjectRun] = []
+        big: list[ObjectRun] = []  # objects stored one file each: sent as they are
+        for r in runs:
+            (big if r.pack is None and r.length >= PACK_THRESHOLD else small).append(r)
         total = sum(r.length for r in big) + sum(n for r in small for _, _, n in r.objects)
         with progress.task("Pushing", total, unit="bytes") as advance:
             indexes: dict[str, bytes] = {}

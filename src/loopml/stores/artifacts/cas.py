@@ -355,7 +355,11 @@ class ContentStore:
         at most ``max_length`` bytes) form one run; any other object is a run of its own.
         """
         located = self.packs.locate(digests) if self.packs is not None else {}
-        out = [ObjectRun(None, 0, n, ((d, 0, n),)) for d in digests if d not in located for n in [self.size(d)]]
+        out: list[ObjectRun] = []
+        for d in digests:
+            if d not in located:
+                size = self.size(d)
+                out.append(ObjectRun(None, 0, size, ((d, 0, size),)))
         by_pack: dict[str, list[PackedObject]] = {}
         for obj in located.values():
             by_pack.setdefault(obj.pack, []).append(obj)
