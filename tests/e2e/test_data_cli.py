@@ -83,6 +83,30 @@ def test_sdk_save_and_get(ws_dir: Path) -> None:
     assert (loopml.data.get("files@v1") / "f.txt").read_text() == "hi"
 
 
+def test_every_data_command_has_a_python_function(ws_dir: Path, tmp_path: Path) -> None:
+    import loopml
+
+    d = ws_dir / "files"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    v1 = loopml.data.add(d, "files")
+    assert loopml.data.status(d).hashed_files == 0 and loopml.data.status(d, "files").base == "files@v1"
+    (d / "b.txt").write_text("b")
+    assert loopml.data.status(d).added == ["b.txt"]
+    v2 = loopml.data.add(d)
+    assert loopml.data.diff(v1.label, v2.label).added == ["b.txt"]
+    assert "gold" in loopml.data.tag("files@v1", "gold").tags and loopml.data.show("files@gold").id == v1.id
+    loopml.data.save(pd.DataFrame({"x": [1, 2, None]}), "t")
+    report = loopml.data.validate("t@v1", {"columns": {"x": {"not_null": True}}})
+    assert not report.passed
+    ws = loopml.Workspace.open(ws_dir)
+    ws.data.add_remote("disk", (tmp_path / "remote").as_uri())
+    ws.close()
+    assert loopml.data.push(["files"]).objects == 2
+    assert loopml.data.pull(["files"]).skipped == 2
+    assert loopml.data.gc(dry_run=True, grace_seconds=0) == (0, 0)
+
+
 def test_a_command_closes_its_databases_before_the_process_ends(ws_dir: Path) -> None:
     # The CLI skips the interpreter's exit-time collection (gc.freeze); the workspace is closed when the
     # command ends instead, so every SQLite file is checkpointed and no write-ahead log is left behind.

@@ -8,7 +8,8 @@ from typing import Any
 
 from loopml.domain.data import DatasetVersion
 
-__all__ = ["add", "checkout", "get", "ls", "save", "show"]
+__all__ = ["add", "checkout", "diff", "gc", "get", "ls", "pull", "push", "save", "show", "status", "tag",
+           "validate"]
 
 
 def _ws(workspace: str | os.PathLike[str] | None) -> Any:
@@ -55,3 +56,50 @@ def checkout(ref: str, dest: str | os.PathLike[str] | None = None, *, link: str 
              workspace: str | os.PathLike[str] | None = None) -> Path:
     with _ws(workspace) as ws:
         return ws.data.checkout(ref, dest, link=link)
+
+
+def status(path: str | os.PathLike[str], name: str | None = None, *,
+           workspace: str | os.PathLike[str] | None = None) -> Any:
+    """What changed at ``path`` since the latest version of ``name`` (a StatusReport)."""
+    with _ws(workspace) as ws:
+        return ws.data.status(path, name or Path(path).resolve().name)
+
+
+def diff(a: str, b: str, *, workspace: str | os.PathLike[str] | None = None) -> Any:
+    """Files added, removed and modified between two versions; for tables also rows, schema and statistics."""
+    with _ws(workspace) as ws:
+        return ws.data.diff(a, b)
+
+
+def tag(ref: str, name: str, *, workspace: str | os.PathLike[str] | None = None) -> DatasetVersion:
+    """Tag a version (the tag moves if another version of the dataset had it)."""
+    with _ws(workspace) as ws:
+        return ws.data.tag(ref, name)
+
+
+def validate(ref: str, rules: dict[str, Any] | None = None, *,
+             workspace: str | os.PathLike[str] | None = None) -> Any:
+    """Check a table version against ``rules`` (default: the dataset's attached rules); a ValidationReport."""
+    with _ws(workspace) as ws:
+        return ws.data.validate(ref, rules)
+
+
+def push(refs: list[str] | None = None, *, remote: str | None = None,
+         workspace: str | os.PathLike[str] | None = None) -> Any:
+    """Upload the objects of ``refs`` (default: every version) that the remote lacks."""
+    with _ws(workspace) as ws:
+        return ws.data.push(refs, remote=remote)
+
+
+def pull(refs: list[str] | None = None, *, remote: str | None = None,
+         workspace: str | os.PathLike[str] | None = None) -> Any:
+    """Download the objects of ``refs`` (default: every version) the local store lacks, each verified."""
+    with _ws(workspace) as ws:
+        return ws.data.pull(refs, remote=remote)
+
+
+def gc(*, dry_run: bool = False, grace_seconds: float = 3600.0,
+       workspace: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """Delete objects no version references (older than the grace period); (objects, bytes)."""
+    with _ws(workspace) as ws:
+        return ws.data.gc(dry_run=dry_run, grace_seconds=grace_seconds)
